@@ -1,0 +1,185 @@
+"""Stream: one zmq socket on a PollLoop, with a receive callback and sends that never block.
+
+A send is tried at once with ``NOBLOCK``. If the socket cannot take it
+(``EAGAIN``: high-water mark reached, or no peer yet) the message goes to
+the back of a bounded queue and the socket is polled for ``POLLOUT``; each
+``POLLOUT`` sends from the queue until it is empty or the socket is full
+again. While the queue holds anything, new messages queue behind it, so
+order is kept. Past ``max_queue`` messages, ``send*`` raises ``QueueFull``
+and the message is not taken: the caller decides what to drop.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from typing import Any, Callable, Deque, List, Optional, Sequence
+
+import zmq
+
+from pollframe.loop import PollLoop
+
+__all__ = ["Stream", "QueueFull"]
+
+log = logging.getLogger("pollframe")
+
+_NOBLOCK = zmq.NOBLOCK
+_POLLIN = zmq.POLLIN
+_POLLOUT = zmq.POLLOUT
+
+
+class QueueFull(RuntimeError):
+    """The stream's send queue is at ``max_queue``; this message was not queued."""
+
+
+class Stream:
+    """Wraps ``sock`` for use on ``loop``: ``on_recv`` callbacks and non-blocking, queued sends."""
+
+    #: Default bound of the send queue, in messages.
+    max_queue: int = 10_000
+
+    def __init__(self, sock: zmq.Socket, loop: PollLoop, *, max_queue: Optional[int] = None) -> None:
+        if max_queue is not None:
+            if max_queue < 1:
+                raise ValueError(f"max_queue must be at least 1, not {max_queue}")
+            self.max_queue = max_queue
+        self.socket = sock
+        self.loop = loop
+        self.unroutable = 0
+        self._queue: Deque[Sequence[Any]] = deque()
+        self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None
+        self._handler_for: Any = False  # the callback the registered handler was built for
+        self._closed = False
+
+    # ------------------------------------------------------------- receiving
+
+    def on_recv(self, callback: Optional[Callable[[List[bytes]], Any]]) -> None:
+        """Call ``callback(frames)`` for each message; ``None`` pauses receiving."""
+        self._check_open()
+        self._recv_callback = callback
+        self._install()
+
+    def receiving(self) -> bool:
+        return self._recv_callback is not None
+
+    # --------------------------------------------------------------- sending
+
+    def send_multipart(self, frames: Sequence[Any]) -> None:
+        """Send ``frames`` as one message now, or queue it if the socket cannot take it."""
+        self._check_open()
+        if self._queue:
+            self._enqueue(frames)
+            return
+        try:
+            self.socket.send_multipart(frames, _NOBLOCK)
+        except zmq.Again:
+            self._enqueue(frames)
+            self._install()
+        except zmq.ZMQError as exc:
+            if not self._peer_gone(exc, frames):
+                raise
+
+    def send(self, data: Any) -> None:
+        """Send one frame (bytes, or anything with the buffer interface)."""
+        self.send_multipart((data,))
+
+    def send_string(self, text: str, encoding: str = "utf-8") -> None:
+        self.send_multipart((text.encode(encoding),))
+
+    def send_json(self, obj: Any) -> None:
+        self.send_multipart((json.dumps(obj, separators=(",", ":")).encode(),))
+
+    def queued(self) -> int:
+        """Messages waiting for the socket to accept them."""
+        return len(self._queue)
+
+    def flush(self) -> int:
+        """Hand queued messages to the socket now, as far as it takes them without blocking.
+
+        Returns how many remain queued; they keep going out on ``POLLOUT``.
+        """
+        if self._queue and not self._closed:
+            self._send_queued()
+            self._install()
+        return len(self._queue)
+
+    def close(self, linger: Optional[int] = None) -> None:
+        """Unregister and close the socket; ``linger`` (ms) bounds how long libzmq keeps sending.
+
+        Messages still in this stream's own queue are offered to the socket
+        once more; any it cannot take are counted in a warning, not dropped
+        silently.
+        """
+        if self._closed:
+            return
+        self.flush()
+        if self._queue:
+            log.warning("pollframe: %r closed with %d unsent message(s)", self.socket, len(self._queue))
+            self._queue.clear()
+        self._closed = True
+        self.loop.unregister(self.socket)
+        self.socket.close(linger=linger)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.socket.closed
+
+    # ------------------------------------------------------------ internals
+
+    def _install(self) -> None:
+        """Poll for what this stream needs now: POLLIN while receiving, POLLOUT while queued.
+
+        A new receive callback gets a new handler, which also ends a drain
+        that is running for the old one.
+        """
+        events = (_POLLIN if self._recv_callback is not None else 0) | (_POLLOUT if self._queue else 0)
+        if self._handler_for is self._recv_callback and self.loop.is_registered(self.socket):
+            self.loop.set_events(self.socket, events)
+        else:
+            self._handler_for = self._recv_callback
+            self.loop.watch(self.socket, self._make_handler(self._recv_callback), events)
+
+    def _make_handler(self, callback: Optional[Callable[[List[bytes]], Any]]) -> Callable[[int], None]:
+        def handle(revents: int) -> None:
+            if revents & _POLLOUT:
+                self._send_queued()
+                if not self._queue:
+                    self._install()
+            if revents & _POLLIN and read is not None:
+                read(revents)
+
+        read = None if callback is None else self.loop.reader(self.socket, callback, owner=handle)
+        return handle
+
+    def _send_queued(self) -> None:
+        queue, send = self._queue, self.socket.send_multipart
+        while queue:
+            try:
+                send(queue[0], _NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:
+                if not self._peer_gone(exc, queue[0]):
+                    self.loop._report(exc, f"queued send on {self.socket!r}; message dropped")
+            queue.popleft()
+
+    def _enqueue(self, frames: Sequence[Any]) -> None:
+        if len(self._queue) >= self.max_queue:
+            raise QueueFull(f"{self.socket!r}: send queue holds {len(self._queue)} messages (max_queue)")
+        self._queue.append(frames)
+
+    def _peer_gone(self, exc: zmq.ZMQError, frames: Sequence[Any]) -> bool:
+        """Count and log a message for a peer that is gone (ROUTER_MANDATORY); False for other errors."""
+        if exc.errno != zmq.EHOSTUNREACH:
+            return False
+        self.unroutable += 1
+        log.warning("pollframe: %r: peer %r is gone; message dropped (%d so far)",
+                    self.socket, bytes(frames[0])[:32] if frames else b"", self.unroutable)
+        return True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self.socket!r}: stream is closed")
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.socket!r} queued={len(self._queue)}>"

@@ -1,0 +1,188 @@
+"""Timer bookkeeping for the loop, without any I/O: time is always passed in.
+
+Theory of operation
+-------------------
+Timers fire in order of ``(deadline, creation)``. A single heap gives that,
+but every insert and every pop then costs ``O(log n)`` tuple comparisons.
+Most programs use a handful of distinct delays (``call_later(0, …)``,
+``call_later(0.5, …)``), and timers made with the same delay on a monotonic
+clock are already sorted by deadline in the order they were made. So, as in
+Node.js, each delay gets a FIFO list and only the head of each list sits in
+the heap; the heap merges the lists. Absolute deadlines (``call_at``) and
+periodic timers have no such order and go into the heap directly.
+
+A cancelled timer stays where it is and is skipped when it comes due; when
+more than half of the stored timers are cancelled, everything is rebuilt,
+so cancelling costs ``O(1)`` and memory stays proportional to live timers.
+"""
+from __future__ import annotations
+
+from collections import deque
+from heapq import heapify, heappop, heappush
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+#: Rebuild only when at least this many timers are cancelled (and more than half).
+_COMPACT_MIN = 256
+
+
+class Timer:
+    """A scheduled call; keep it to ``cancel()`` the call before it runs."""
+
+    __slots__ = ("when", "seq", "callback", "args", "interval", "cancelled", "_queue")
+
+    def __init__(
+        self,
+        when: float,
+        seq: int,
+        callback: Callable[..., Any],
+        args: tuple,
+        interval: Optional[float],
+        queue: Optional[TimerQueue],
+    ) -> None:
+        self.when = when
+        self.seq = seq
+        self.callback: Optional[Callable[..., Any]] = callback
+        self.args: Optional[tuple] = args
+        self.interval = interval
+        self.cancelled = False
+        self._queue = queue
+
+    def cancel(self) -> None:
+        """Stop the call from running; cancelling twice, or after it ran, is harmless."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        self.callback = self.args = None
+        queue, self._queue = self._queue, None
+        if queue is not None:
+            queue._cancelled_one()
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else f"when={self.when:.6f}"
+        return f"<Timer {state} interval={self.interval}>"
+
+
+def next_periodic_deadline(previous: float, interval: float, now: float) -> float:
+    """The first deadline ``previous + k * interval`` (k >= 1) that lies after ``now``.
+
+    Missed periods are skipped rather than bunched: a callback that was late
+    by three periods runs once, then keeps the original phase.
+    """
+    deadline = previous + interval
+    if deadline > now:
+        return deadline
+    missed = (now - previous) // interval
+    deadline = previous + (missed + 1) * interval
+    return deadline if deadline > now else deadline + interval
+
+
+# A heap entry: (deadline, creation sequence, timer, the delay whose FIFO holds
+# the later timers made with the same delay, or None). Sequence numbers are
+# unique, so comparison never reaches the timer; tuples compare in C.
+_Entry = Tuple[float, int, Timer, Optional[float]]
+
+
+class TimerQueue:
+    """Timers ordered by deadline, then by creation; no clock of its own."""
+
+    def __init__(self) -> None:
+        self._heap: List[_Entry] = []
+        self._fifos: Dict[float, Deque[Timer]] = {}
+        self._seq = 0
+        self._stored = 0
+        self._cancelled = 0
+
+    def __len__(self) -> int:
+        """Live (not cancelled) timers that have not run yet."""
+        return self._stored - self._cancelled
+
+    def call_later(self, now: float, delay: float, callback: Callable[..., Any], args: tuple) -> Timer:
+        """Schedule ``callback(*args)`` at ``now + delay`` on the FIFO for that delay."""
+        self._seq += 1
+        timer = Timer(now + delay, self._seq, callback, args, None, self)
+        self._stored += 1
+        fifo = self._fifos.get(delay)
+        if fifo is None:
+            self._fifos[delay] = deque()
+            heappush(self._heap, (timer.when, timer.seq, timer, delay))
+        else:
+            fifo.append(timer)
+        return timer
+
+    def call_at(
+        self, when: float, callback: Callable[..., Any], args: tuple, interval: Optional[float] = None
+    ) -> Timer:
+        """Schedule ``callback(*args)`` at ``when``; with ``interval``, again every interval."""
+        self._seq += 1
+        timer = Timer(when, self._seq, callback, args, interval, self)
+        self._stored += 1
+        heappush(self._heap, (when, timer.seq, timer, None))
+        return timer
+
+    def reschedule(self, timer: Timer, now: float) -> None:
+        """Put a periodic timer that just ran back in, keeping its phase."""
+        if timer.cancelled or timer.interval is None:
+            return
+        timer.when = next_periodic_deadline(timer.when, timer.interval, now)
+        timer._queue = self
+        self._stored += 1
+        heappush(self._heap, (timer.when, timer.seq, timer, None))
+
+    def next_deadline(self) -> Optional[float]:
+        """The deadline of the earliest live timer, or None when there is none."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            self._pop_entry()
+            self._cancelled -= 1
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> List[Timer]:
+        """Remove and return the live timers due at ``now``, in firing order.
+
+        The list is taken whole before any of them runs, so a timer scheduled
+        by one of these callbacks waits for the next pass.
+        """
+        heap = self._heap
+        due: List[Timer] = []
+        while heap and heap[0][0] <= now:
+            timer = self._pop_entry()
+            timer._queue = None
+            if timer.cancelled:
+                self._cancelled -= 1
+            else:
+                due.append(timer)
+        return due
+
+    def _pop_entry(self) -> Timer:
+        """Pop the heap's head; if it came from a FIFO, that FIFO's next timer takes its place."""
+        _, _, timer, delay = heappop(self._heap)
+        self._stored -= 1
+        if delay is not None:
+            fifo = self._fifos[delay]
+            if fifo:
+                successor = fifo.popleft()
+                heappush(self._heap, (successor.when, successor.seq, successor, delay))
+            else:
+                del self._fifos[delay]
+        return timer
+
+    def _cancelled_one(self) -> None:
+        self._cancelled += 1
+        if self._cancelled >= _COMPACT_MIN and self._cancelled * 2 > self._stored:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop cancelled timers, keeping every FIFO sorted and every head in the heap."""
+        heap: List[_Entry] = []
+        for _, _, head, delay in self._heap:
+            fifo = self._fifos.pop(delay) if delay is not None else deque()
+            live = [t for t in (head, *fifo) if not t.cancelled]
+            if not live:
+                continue
+            if delay is not None:
+                self._fifos[delay] = deque(live[1:])
+            heap.append((live[0].when, live[0].seq, live[0], delay))
+        heapify(heap)
+        self._heap = heap
+        self._stored -= self._cancelled
+        self._cancelled = 0
