@@ -2,3 +2,9 @@
 
 This package only re-exports the public names.
 """
+from pollframe.loop import PollLoop
+from pollframe.stream import QueueFull, Stream
+from pollframe.timers import Timer
+
+__all__ = ["PollLoop", "QueueFull", "Stream", "Timer"]
+__version__ = "0.1.0"
