@@ -1,0 +1,400 @@
+"""ZmqProcess: the process tier -- one child process, one context, one loop.
+
+Theory of operation
+-------------------
+A :class:`ZmqProcess` object is made in the parent and may be pickled into
+the child (``spawn`` and ``forkserver`` start methods), so ``__init__``
+keeps only plain, picklable settings. Everything zmq is made in the child:
+``run()`` calls :meth:`~ZmqProcess.setup`, which creates :attr:`context` and
+:attr:`loop`; subclasses extend ``setup()`` to make their streams with
+:meth:`~ZmqProcess.stream`. A stale context must never be used across a
+fork, and this keeps it so.
+
+``start()`` also opens a private control pipe between parent and child.
+Once ``setup()`` is done the child sends the endpoints it bound (random
+ports included) through it, which :meth:`~ZmqProcess.wait_ready` returns in
+the parent; the parent's :meth:`~ZmqProcess.stop` sends a stop request the
+other way, which the child's loop reads like any other event. If the parent
+dies, the child sees the pipe close and stops too (best effort: a sibling
+forked later inherits the pipe and keeps it open).
+
+``SIGINT`` and ``SIGTERM`` stop the loop from ``run()``'s first line on;
+``run()`` then closes every stream with a bounded linger and destroys the
+context, so a process always exits 0 promptly, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import threading
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import zmq
+
+from pollframe.address import parse_address, port_of
+from pollframe.loop import PollLoop
+from pollframe.stream import Stream
+
+__all__ = ["ProcessNotReady", "ReadyTimeout", "ZmqProcess"]
+
+log = logging.getLogger("pollframe")
+
+_STOP = "stop"
+_READY = "ready"
+_FAILED = "failed"
+
+
+class ProcessNotReady(RuntimeError):
+    """The child died, or its ``setup()`` failed, before it was ready."""
+
+
+class ReadyTimeout(ProcessNotReady, TimeoutError):
+    """The child did not report ready within the timeout."""
+
+
+class ZmqProcess(multiprocessing.Process):
+    """Base class for the processes of a pollframe application.
+
+    Subclasses override :meth:`setup` (calling ``super().setup()`` first)
+    to make their streams, and keep ``__init__`` to picklable state. Start
+    it as a child with ``start()``, or call ``run()`` to use the current
+    process. ``mp_context`` picks the start method for this process only:
+    a name (``"fork"``, ``"spawn"``, ``"forkserver"``) or a context from
+    ``multiprocessing.get_context()``; ``None`` uses the default.
+    """
+
+    #: Seconds a closing socket may keep trying to deliver unsent messages.
+    linger: float = 0.5
+    #: Largest message in bytes that a stream accepts (libzmq ``MAXMSGSIZE``); -1: no limit.
+    max_msg_size: int = 1 << 20
+    #: Signals that stop the loop cleanly (exit code 0).
+    stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        daemon: bool | None = None,
+        mp_context: str | Any | None = None,
+    ) -> None:
+        super().__init__(name=name, daemon=daemon)
+        if mp_context is not None and not isinstance(mp_context, str):
+            mp_context = mp_context.get_start_method()
+        self._mp_method: str | None = mp_context
+        #: The :class:`zmq.Context`, made by :meth:`setup` in the running process.
+        self.context: zmq.Context[Any] | None = None
+        #: The :class:`~pollframe.loop.PollLoop`, made by :meth:`setup`.
+        self.loop: PollLoop | None = None
+        #: Endpoints bound by :meth:`stream`, e.g. ``tcp://127.0.0.1:43121``;
+        #: in the parent, filled in by :meth:`wait_ready`.
+        self.endpoints: list[str] = []
+        self._streams: list[Stream] = []
+        self._stop_requested = False
+        self._control: multiprocessing.connection.Connection | None = None  # parent's end
+        self._child_control: multiprocessing.connection.Connection | None = None
+        self._ready = False
+
+    # ------------------------------------------------------------- in the parent
+
+    def start(self) -> None:
+        """Start the child, with a control pipe for :meth:`wait_ready` and :meth:`stop`."""
+        ctx = multiprocessing.get_context(self._mp_method)
+        self._control, self._child_control = ctx.Pipe(duplex=True)
+        try:
+            super().start()
+        finally:
+            # The child has its own copy now; ours would hide the child's death.
+            self._child_control.close()
+            self._child_control = None
+
+    def _Popen(self, process_obj: Any) -> Any:  # type: ignore[override]  # noqa: N802
+        """multiprocessing's hook: launch with this process's own start method."""
+        ctx: Any = multiprocessing.get_context(self._mp_method)
+        return ctx.Process._Popen(process_obj)
+
+    def wait_ready(self, timeout: float | None = 10.0) -> list[str]:
+        """Wait until the child has run ``setup()``; return the endpoints it bound.
+
+        The list holds one entry per ``stream(..., bind=True)`` in the order
+        they were made, as bound (``tcp://127.0.0.1:43121``, ``ipc://...``).
+        Raises :class:`ReadyTimeout` after ``timeout`` seconds and
+        :class:`ProcessNotReady` if the child died or its ``setup()`` raised
+        (with the child's reason). Calling it again returns the same list.
+        """
+        if self._ready:
+            return list(self.endpoints)
+        control = self._control
+        if control is None:
+            raise RuntimeError(f"{self.name}: call start() before wait_ready()")
+        ready = multiprocessing.connection.wait([control, self.sentinel], timeout)
+        if control in ready:
+            try:
+                kind, payload = control.recv()
+            except (EOFError, OSError):
+                kind, payload = _FAILED, "closed its control pipe"
+            if kind == _READY:
+                self.endpoints = list(payload)
+                self._ready = True
+                return list(self.endpoints)
+            self.join(1.0)
+            raise ProcessNotReady(f"{self.name} failed before it was ready: {payload}")
+        if ready:
+            self.join(1.0)
+            raise ProcessNotReady(f"{self.name} exited with code {self.exitcode} before it was ready")
+        raise ReadyTimeout(f"{self.name} was not ready after {timeout} s")
+
+    def shutdown(self, timeout: float = 1.0) -> int | None:
+        """Stop the child and wait for it: ask, then terminate, then kill.
+
+        Each step waits up to ``timeout`` seconds. Returns the exit code
+        (``None`` if the process was never started). Safe to call twice.
+        """
+        if self._popen is None:  # type: ignore[attr-defined]  # set by start()
+            return None
+        self.stop()
+        self.join(timeout)
+        if self.is_alive():
+            self.terminate()
+            self.join(timeout)
+        if self.is_alive():
+            self.kill()
+            self.join()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        return self.exitcode
+
+    # --------------------------------------------------------- either side
+
+    def stop(self) -> None:
+        """Stop the loop.
+
+        In the process running the loop (a handler, a timer, a signal, or
+        another thread of it) the loop stops after its current pass. Called
+        on the parent's object after ``start()``, it sends a stop request
+        through the control pipe and returns at once; ``join()`` waits for
+        the child to exit (or use :meth:`shutdown`).
+        """
+        self._stop_requested = True
+        loop = self.loop
+        if loop is not None:
+            if not loop.closed:
+                loop.stop()
+        elif self._control is not None:
+            try:
+                self._control.send(_STOP)
+            except OSError:
+                pass  # the child is gone already
+
+    # ------------------------------------------------------------- in the child
+
+    def setup(self) -> None:
+        """Create :attr:`context` and :attr:`loop`; extend it to make your streams."""
+        self.context = zmq.Context()
+        self.loop = PollLoop()
+
+    def run(self) -> None:
+        """Set up, run the loop until stopped, and always clean up.
+
+        Runs in the child after ``start()``, or in the current process when
+        called directly. Signal handlers are installed first, so ``SIGINT``
+        or ``SIGTERM`` during ``setup()`` stops the process as cleanly as
+        during the loop.
+        """
+        control = self._child_control  # None when run in-process
+        if self._control is not None:  # a child holds a copy of the parent's end: not ours
+            self._control.close()
+            self._control = None
+        previous = self._install_signal_handlers()
+        try:
+            self._run_loop(control)
+        finally:
+            try:
+                self.teardown()
+            finally:
+                if control is not None:
+                    control.close()
+                    self._child_control = None
+                else:  # run in-process: give the caller its handlers back
+                    for signum, handler in previous.items():
+                        signal.signal(signum, handler)
+
+    def _run_loop(self, control: multiprocessing.connection.Connection | None) -> None:
+        try:
+            self.setup()
+            loop = self.loop
+            if loop is None:
+                raise RuntimeError(f"{type(self).__name__}.setup() must call super().setup()")
+            if control is not None:
+                loop.register(control, self._on_control)
+                control.send((_READY, list(self.endpoints)))
+                self._ready = True
+        except BaseException as exc:
+            if control is not None and not self._ready:
+                _send_quietly(control, (_FAILED, f"{type(exc).__name__}: {exc}"))
+            raise
+        if not self._stop_requested:
+            loop.run()
+
+    def teardown(self) -> None:
+        """Close streams with a bounded linger, close the loop, destroy the context.
+
+        Called by ``run()`` however the loop ended. Extend it to release
+        your own resources (call ``super().teardown()`` last).
+        """
+        linger_ms = _ms(self.linger)
+        for stream in reversed(self._streams):
+            try:
+                stream.close(linger=linger_ms)
+            except Exception:
+                log.exception("pollframe: closing %r failed", stream)
+        self._streams.clear()
+        if self.loop is not None:
+            self.loop.close()
+        if self.context is not None:
+            self.context.destroy(linger=linger_ms)
+
+    def stream(
+        self,
+        sock_type: int,
+        addr: str | tuple[str, int | str | None],
+        bind: bool,
+        callback: Callable[[list[bytes]], Any] | None = None,
+        subscribe: bytes | str = b"",
+        *,
+        linger: float | None = None,
+        max_msg_size: int | None = None,
+        heartbeat: float | None = None,
+        heartbeat_timeout: float | None = None,
+        heartbeat_ttl: float | None = None,
+        curve_secret_key: bytes | str | None = None,
+        curve_server_key: bytes | str | None = None,
+        sockopts: Mapping[int, Any] | None = None,
+        max_queue: int | None = None,
+    ) -> tuple[Stream, int | None]:
+        """Make a socket of ``sock_type``, bind or connect it, and wrap it in a Stream.
+
+        ``addr`` is ``"host:port"``, ``("host", port)``, ``"host"`` (bind to
+        a random free port) or a ``tcp://``, ``ipc://`` or ``inproc://``
+        endpoint; a bad one raises :class:`ValueError` naming it. Returns
+        ``(stream, port)``: the TCP port bound or connected to, ``None``
+        for ``ipc`` and ``inproc``. A SUB socket subscribes to ``subscribe``.
+
+        Options (times in seconds, applied before bind/connect):
+        ``linger`` (default :attr:`linger`); ``max_msg_size`` in bytes
+        (default :attr:`max_msg_size`, -1 for none; larger messages drop the
+        connection); ``heartbeat`` enables ZMTP heartbeats every so many
+        seconds, a peer silent for ``heartbeat_timeout`` (libzmq's default:
+        one interval) is disconnected, and ``heartbeat_ttl`` asks the peer
+        to do the same; ``curve_secret_key`` alone makes a CURVE server
+        (a :func:`pollframe.auth.start_auth` authenticator must run on
+        :attr:`context`), with ``curve_server_key`` a CURVE client;
+        ``sockopts`` maps any other ``zmq`` option to its value;
+        ``max_queue`` bounds the stream's send queue.
+        """
+        if self.context is None or self.loop is None:
+            raise RuntimeError("stream() needs setup() to have run (call super().setup() first)")
+        endpoint = parse_address(addr, bind)  # before the socket exists: nothing to leak
+        sock = self.context.socket(sock_type)
+        try:
+            sock.linger = _ms(self.linger if linger is None else linger)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_msg_size if max_msg_size is None else max_msg_size)
+            if endpoint.ipv6:
+                sock.ipv6 = True
+            _set_heartbeat(sock, heartbeat, heartbeat_timeout, heartbeat_ttl)
+            _set_curve(sock, curve_secret_key, curve_server_key)
+            for option, value in (sockopts or {}).items():
+                sock.setsockopt(option, value)
+            if sock_type == zmq.SUB:
+                prefix = subscribe.encode() if isinstance(subscribe, str) else subscribe
+                sock.setsockopt(zmq.SUBSCRIBE, prefix)
+            port = self._bind_or_connect(sock, endpoint.url, endpoint.port, bind)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        stream = Stream(sock, self.loop, max_queue=max_queue)
+        self._streams.append(stream)
+        if callback is not None:
+            stream.on_recv(callback)
+        return stream, port
+
+    def _bind_or_connect(self, sock: zmq.Socket[Any], url: str, port: int | None, bind: bool) -> int | None:
+        if not bind:
+            sock.connect(url)
+            return port
+        sock.bind(url)
+        bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoints.append(bound)
+        return port_of(bound)
+
+    def _on_control(self, fd: int, events: int) -> None:
+        """A stop request from the parent, or the parent gone (end of file)."""
+        control = self._child_control
+        if control is None:
+            return
+        try:
+            while control.poll():
+                if control.recv() == _STOP:
+                    self.stop()
+        except (EOFError, OSError):
+            log.warning("pollframe: %s: parent process gone; stopping", self.name)
+            if self.loop is not None:
+                self.loop.unregister(control)
+            self.stop()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """Make ``stop_signals`` stop the loop; only the main thread may."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {signum: signal.signal(signum, self._on_stop_signal) for signum in self.stop_signals}
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        # A real signal handler: only set flags and wake the loop.
+        self.stop()
+
+
+def _ms(seconds: float) -> int:
+    """Seconds (the API's unit) to libzmq's milliseconds; negative means forever."""
+    return -1 if seconds < 0 else int(round(seconds * 1000))
+
+
+def _set_heartbeat(
+    sock: zmq.Socket[Any], interval: float | None, timeout: float | None, ttl: float | None
+) -> None:
+    if interval is None:
+        if timeout is not None or ttl is not None:
+            raise ValueError("heartbeat_timeout and heartbeat_ttl need heartbeat=<interval>")
+        return
+    if not interval > 0:
+        raise ValueError(f"heartbeat must be a positive interval in seconds, not {interval!r}")
+    sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(interval))
+    if timeout is not None:
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeout))
+    if ttl is not None:
+        sock.setsockopt(zmq.HEARTBEAT_TTL, _ms(ttl))
+
+
+def _set_curve(
+    sock: zmq.Socket[Any], secret_key: bytes | str | None, server_key: bytes | str | None
+) -> None:
+    if secret_key is None:
+        if server_key is not None:
+            raise ValueError("curve_server_key needs curve_secret_key (the client's own key)")
+        return
+    from pollframe import auth  # only CURVE users pay for it
+
+    if server_key is None:
+        auth.curve_server(sock, secret_key)
+    else:
+        auth.curve_client(sock, secret_key, server_key)
+
+
+def _send_quietly(control: multiprocessing.connection.Connection, message: Any) -> None:
+    try:
+        control.send(message)
+    except OSError:
+        pass
