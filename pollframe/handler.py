@@ -1,0 +1,262 @@
+"""The message tier: decode a message, dispatch it by type, answer failures.
+
+Theory of operation. A :class:`MessageHandler` is the receive callback of a
+stream. For each message (a list of frames) it takes the frame at index
+``json_load``, refuses it if it is over ``max_size``, decodes it with its
+codec into ``(msg_type, args, kwargs)`` and calls the method declared for
+that type with ``*args, **kwargs``. Frames before the JSON frame (a ROUTER's
+identity and empty delimiter) are the *envelope*: every reply to the message
+is sent as ``envelope + [encoded reply]``, so it reaches the right peer.
+
+Only methods marked with :func:`message` are reachable. Each handler class
+gets an explicit dispatch table, built once when the class is created, from
+the marked functions of the classes in its MRO (never from
+:class:`MessageHandler` or ``object``). ``_private`` names, dunders,
+``reply``, ``run``, undecorated helpers: none of them can be named by a peer.
+
+Every failure is a :class:`~pollframe.errors.MessageError`. It is logged on
+the ``pollframe.handler`` logger, counted in ``handler.errors`` by kind, and,
+with a ``reply_stream``, answered with ``["error", [reason], {}]`` unless the
+handler already replied, so a REQ peer is never left waiting. ``__call__``
+never raises for bad input: the loop goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import Counter
+from typing import Any, Callable, Dict, Protocol, TypeVar, overload
+
+from pollframe.codec import Codec, JsonCodec, to_triple
+from pollframe.errors import (
+    BadArguments,
+    BadShape,
+    DecodeError,
+    HandlerFailed,
+    MessageError,
+    TooLarge,
+    UnknownType,
+    shorten,
+)
+
+log = logging.getLogger("pollframe.handler")
+
+MAX_SIZE = 1 << 20
+"""Default limit for the size of the JSON frame: 1 MiB."""
+
+_MARK = "_pollframe_message_types"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ReplyStream(Protocol):
+    """Anything replies can be sent on: a Stream, a zmq socket, a fake."""
+
+    def send_multipart(self, frames: list[bytes]) -> Any: ...
+
+
+def _mark(func: F, msg_type: str) -> F:
+    if not inspect.isfunction(func):
+        raise TypeError(f"@message marks a plain function (def ...), not {func!r}")
+    if not msg_type or msg_type.startswith("_"):
+        raise ValueError(f"message type {msg_type!r} is empty or starts with '_'")
+    setattr(func, _MARK, getattr(func, _MARK, ()) + (msg_type,))
+    return func
+
+
+@overload
+def message(arg: F) -> F: ...
+@overload
+def message(arg: str | None = None) -> Callable[[F], F]: ...
+
+
+def message(arg: Any = None) -> Any:
+    """Declare a method a message handler, reachable by a peer.
+
+    ``@message`` serves the message type named like the method;
+    ``@message("other-name")`` serves that type instead. Stack the decorator
+    to serve several types with one method. A type must not start with ``_``.
+    """
+    if arg is None or isinstance(arg, str):
+        name = arg
+        return lambda func: _mark(func, name if name is not None else func.__name__)
+    return _mark(arg, arg.__name__)
+
+
+class MessageHandler:
+    """Dispatch messages to the methods a subclass marks with :func:`message`.
+
+    ``json_load`` is the index of the frame holding the message (default the
+    last). ``reply_stream`` is where replies go: any object with
+    ``send_multipart(frames)``; without it nothing is ever sent. ``codec``
+    replaces :class:`~pollframe.codec.JsonCodec`. ``max_size`` (bytes, or
+    ``None`` for no limit) is checked before decoding.
+
+    Replies. A handler replies with :meth:`reply`, or by returning a value:
+    a non-None return value ``[type, args, kwargs]`` or ``[type, data]``
+    (list or tuple) is sent as the reply, so a logic-tier method's result can
+    be returned as it is. A return value that is not such a message is a
+    handler failure (error reply). A handler that already called
+    :meth:`reply` must return None: a second reply would break REP lockstep,
+    so the return value is dropped and logged as a failure. Without a
+    ``reply_stream`` return values are ignored.
+
+    No reply. If a handler returns None and did not reply while a
+    ``reply_stream`` is set, nothing is sent (the handler may mean to reply
+    later, or on another stream); a warning is logged and counted as
+    ``errors["no_reply"]``. On a REP socket that leaves the peer waiting, so
+    handlers there should always reply, stop messages included.
+    """
+
+    _handlers: Dict[str, Callable[..., Any]] = {}
+    _signatures: Dict[str, inspect.Signature] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = _collect_handlers(cls)
+        cls._signatures = {t: inspect.signature(f) for t, f in cls._handlers.items()}
+
+    def __init__(
+        self,
+        json_load: int = -1,
+        *,
+        reply_stream: ReplyStream | None = None,
+        codec: Codec | None = None,
+        max_size: int | None = MAX_SIZE,
+    ) -> None:
+        self.json_load = json_load
+        self.reply_stream = reply_stream
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+        self.max_size = max_size
+        self.errors: Counter[str] = Counter()
+        self.__frames: list[bytes] | None = None
+        self.__replied = False
+
+    def __call__(self, msg: list[bytes] | bytes) -> None:
+        """Handle one message: a list of frames (or one frame, as bytes)."""
+        if isinstance(msg, bytes):
+            msg = [msg]  # a single-frame callback (multipart=False)
+        self.__frames = msg
+        self.__replied = False
+        try:
+            msg_type, args, kwargs = self._decode(msg)
+            func = self._handlers.get(msg_type)
+            if func is None:
+                raise UnknownType(f"unknown message type {shorten(msg_type)}")
+            result = self._invoke(func, msg_type, args, kwargs)
+            if result is not None:
+                self._reply_with_result(msg_type, result)
+            elif not self.__replied and self.reply_stream is not None:
+                self.errors["no_reply"] += 1
+                log.warning("handler for %s sent no reply", shorten(msg_type))
+        except MessageError as err:
+            self.handle_error(err)
+        finally:
+            self.__frames = None
+
+    @property
+    def envelope(self) -> list[bytes]:
+        """The frames before the JSON frame of the message being handled."""
+        if self.__frames is None:
+            raise RuntimeError("no message is being handled")
+        return self.__frames[: self.json_load]
+
+    def reply(self, msg_type: str, /, *args: Any, **kwargs: Any) -> None:
+        """Send ``[msg_type, args, kwargs]`` to the sender of this message."""
+        if self.__frames is None:
+            raise RuntimeError("reply() is only possible while a message is handled")
+        if self.reply_stream is None:
+            raise RuntimeError("this handler has no reply_stream")
+        frame = self.codec.encode(msg_type, args, kwargs)
+        self.reply_stream.send_multipart(self.__frames[: self.json_load] + [frame])
+        self.__replied = True
+
+    def handle_error(self, err: MessageError) -> None:
+        """Log and count a failed message; answer it if nothing was replied.
+
+        The policy in one place: override it to change it (a test may
+        re-raise). A peer's fault is one warning line; a handler's fault is
+        logged with the traceback of what it raised.
+        """
+        self.errors[err.kind] += 1
+        if err.peer_fault:
+            log.warning("refused message: %s", err.reason)
+        else:
+            log.error("%s", err.reason, exc_info=err.__cause__)
+        if self.reply_stream is not None and self.__frames is not None and not self.__replied:
+            self.reply("error", err.reason)
+
+    def _decode(self, msg: list[bytes]) -> tuple[str, list[Any], dict[str, Any]]:
+        try:
+            frame = msg[self.json_load]
+        except IndexError:
+            raise BadShape(f"message of {len(msg)} frame(s) has no frame {self.json_load}") from None
+        if self.max_size is not None and len(frame) > self.max_size:
+            raise TooLarge(f"frame of {len(frame)} bytes is over the limit of {self.max_size}")
+        try:
+            return self.codec.decode(frame)
+        except MessageError:
+            raise
+        except Exception as exc:  # a replacement codec must not end the loop either
+            raise DecodeError(f"cannot decode ({type(exc).__name__})") from exc
+
+    def _invoke(
+        self, func: Callable[..., Any], msg_type: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        # Call first and check the signature only on TypeError: binding costs
+        # more than the call itself, and a call that cannot bind has not run.
+        try:
+            return func(self, *args, **kwargs)
+        except MessageError:
+            raise  # a handler may refuse a request with a reason of its own
+        except TypeError as exc:
+            try:
+                self._signatures[msg_type].bind(self, *args, **kwargs)
+            except TypeError as bind_error:
+                raise BadArguments(f"bad arguments for {shorten(msg_type)}: {str(bind_error)[:80]}") from None
+            raise HandlerFailed(f"handler for {shorten(msg_type)} failed ({type(exc).__name__})") from exc
+        except Exception as exc:
+            raise HandlerFailed(f"handler for {shorten(msg_type)} failed ({type(exc).__name__})") from exc
+
+    def _reply_with_result(self, msg_type: str, result: Any) -> None:
+        if self.reply_stream is None:
+            return
+        if self.__replied:
+            raise HandlerFailed(f"handler for {shorten(msg_type)} replied and returned a value (dropped)")
+        try:
+            reply_type, args, kwargs = to_triple(result)
+        except BadShape:
+            raise HandlerFailed(
+                f"handler for {shorten(msg_type)} returned {type(result).__name__}, "
+                "not [type, args, kwargs] or [type, data]"
+            ) from None
+        self.reply(reply_type, *args, **kwargs)
+
+
+def _collect_handlers(cls: type) -> dict[str, Callable[..., Any]]:
+    """Build the dispatch table of *cls*: message type -> function.
+
+    Walks the MRO from the root, skipping ``object`` and MessageHandler. A
+    class that redefines an attribute drops the message types its ancestors
+    declared under that attribute unless it marks the new function again:
+    only marked functions are ever reachable.
+    """
+    table: dict[str, tuple[str, Callable[..., Any]]] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or klass is MessageHandler:
+            continue
+        own = vars(klass)
+        table = {t: entry for t, entry in table.items() if entry[0] not in own}
+        declared_here: set[str] = set()
+        for attr, value in own.items():
+            if not inspect.isfunction(value):
+                continue
+            for msg_type in getattr(value, _MARK, ()):
+                if hasattr(MessageHandler, attr):
+                    raise TypeError(f"{klass.__name__}.{attr} would replace MessageHandler.{attr}")
+                if msg_type in declared_here:
+                    raise ValueError(f"{klass.__name__} declares message type {msg_type!r} twice")
+                declared_here.add(msg_type)
+                table[msg_type] = (attr, value)
+    return {t: func for t, (_, func) in table.items()}
