@@ -1,0 +1,619 @@
+"""CURVE and ZAP on the loop: who gets in, who does not, and the key files.
+
+Every scenario runs real sockets on 127.0.0.1 with the loop driven in the
+test. A refusal is first observed as a handshake-failure event on the
+server's monitor; only then does an allowed client send, and its message
+arriving alone proves that nothing from the refused client reached the
+server callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import threading
+import time
+from typing import Any, Callable, Iterator, List, Optional
+
+import pytest
+import zmq
+from zmq.auth import load_certificate
+from zmq.utils import z85
+from zmq.utils.monitor import parse_monitor_message
+
+from pollframe.auth import (
+    CURVE_ALLOW_ANY,
+    AuthError,
+    LoopAuthenticator,
+    create_keypair,
+    curve_client,
+    curve_server,
+    load_keypair,
+    public_key,
+    require_zap,
+    running_authenticator,
+    start_auth,
+)
+from pollframe.loop import PollLoop
+
+pytestmark = pytest.mark.timeout(20)
+
+HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+def run_until(loop: PollLoop, done: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Drive *loop* until *done()* holds; fail after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("condition not reached before the deadline")
+        loop.run_once(timeout=min(remaining, 0.1))
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context[Any]]:
+    context: zmq.Context[Any] = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def loop(ctx: zmq.Context[Any]) -> Iterator[PollLoop]:
+    poll_loop = PollLoop()
+    yield poll_loop
+    poll_loop.close()
+
+
+@pytest.fixture
+def server_keys() -> tuple[bytes, bytes]:
+    return zmq.curve_keypair()
+
+
+@pytest.fixture
+def friend_keys() -> tuple[bytes, bytes]:
+    return zmq.curve_keypair()
+
+
+@pytest.fixture
+def auth(
+    ctx: zmq.Context[Any], loop: PollLoop, friend_keys: tuple[bytes, bytes]
+) -> Iterator[LoopAuthenticator]:
+    authenticator = start_auth(ctx, loop, allow_keys=[friend_keys[0]])
+    yield authenticator
+    authenticator.stop()
+
+
+class Server:
+    """A PULL socket on the loop that records messages and handshake events."""
+
+    def __init__(
+        self, ctx: zmq.Context[Any], loop: PollLoop, configure: Callable[[zmq.Socket[Any]], Any]
+    ) -> None:
+        self.sock = ctx.socket(zmq.PULL)
+        self.sock.linger = 0
+        configure(self.sock)
+        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.monitor = self.sock.get_monitor_socket(HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.received: List[List[bytes]] = []
+        self.failures: List[dict[str, Any]] = []
+        loop.register(self.sock, self.received.append)
+        loop.register(self.monitor, self._on_event)
+
+    def _on_event(self, frames: List[bytes]) -> None:
+        event = parse_monitor_message(frames)
+        if event["event"] & HANDSHAKE_FAILED:
+            self.failures.append(dict(event))
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def make_server(ctx: zmq.Context[Any], loop: PollLoop) -> Iterator[Callable[..., Server]]:
+    servers: List[Server] = []
+
+    def make(configure: Callable[[zmq.Socket[Any]], Any]) -> Server:
+        server = Server(ctx, loop, configure)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        loop.unregister(server.monitor)
+        loop.unregister(server.sock)
+        server.sock.disable_monitor()
+        server.monitor.close(linger=0)
+        server.sock.close(linger=0)
+
+
+@pytest.fixture
+def curve_srv(
+    make_server: Callable[..., Server], auth: LoopAuthenticator, server_keys: tuple[bytes, bytes]
+) -> Server:
+    return make_server(lambda sock: curve_server(sock, server_keys[1]))
+
+
+class Clients:
+    """PUSH clients kept alive until the test ends (pyzmq closes a collected socket)."""
+
+    def __init__(self, ctx: zmq.Context[Any]) -> None:
+        self.ctx = ctx
+        self.socks: List[zmq.Socket[Any]] = []
+
+    def send(
+        self,
+        endpoint: str,
+        payload: bytes,
+        configure: Optional[Callable[[zmq.Socket[Any]], Any]] = None,
+        source: Optional[str] = None,
+    ) -> zmq.Socket[Any]:
+        """Connect a client (optionally from *source* IP) and queue *payload*."""
+        sock = self.ctx.socket(zmq.PUSH)
+        self.socks.append(sock)
+        sock.linger = 0
+        if configure is not None:
+            configure(sock)
+        sock.connect(endpoint.replace("tcp://", f"tcp://{source}:0;") if source else endpoint)
+        sock.send(payload, zmq.NOBLOCK)
+        return sock
+
+
+@pytest.fixture
+def clients(ctx: zmq.Context[Any]) -> Iterator[Clients]:
+    made = Clients(ctx)
+    yield made
+    for sock in made.socks:
+        sock.close(linger=0)
+
+
+def assert_refused_then_friend_served(
+    clients: Clients,
+    loop: PollLoop,
+    server: Server,
+    intruder: Optional[Callable[[zmq.Socket[Any]], Any]],
+    friend: Optional[Callable[[zmq.Socket[Any]], Any]],
+    intruder_source: Optional[str] = None,
+    friend_source: Optional[str] = None,
+) -> dict[str, Any]:
+    """The intruder's handshake fails, then the friend's message arrives alone."""
+    clients.send(server.endpoint, b"intruder", intruder, intruder_source)
+    run_until(loop, lambda: bool(server.failures))
+    clients.send(server.endpoint, b"friend", friend, friend_source)
+    run_until(loop, lambda: bool(server.received))
+    assert server.received == [[b"friend"]]
+    return server.failures[0]
+
+
+# ---------------------------------------------------------------------------
+# Who gets in
+
+
+def test_a_client_with_an_allowed_key_is_served(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    clients.send(curve_srv.endpoint, b"hello", lambda s: curve_client(s, friend_keys[1], server_keys[0]))
+    run_until(loop, lambda: bool(curve_srv.received))
+    assert curve_srv.received == [[b"hello"]]
+    assert curve_srv.failures == []
+
+
+def test_a_client_with_an_unknown_key_is_refused_by_zap(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    stranger_secret = zmq.curve_keypair()[1]
+    failure = assert_refused_then_friend_served(
+        clients,
+        loop,
+        curve_srv,
+        lambda s: curve_client(s, stranger_secret, server_keys[0]),
+        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
+    )
+    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    assert failure["value"] == 400
+
+
+def test_a_curve_client_without_a_key_pair_of_its_own_is_refused(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    def server_key_only(sock: zmq.Socket[Any]) -> None:
+        sock.curve_serverkey = server_keys[0]
+
+    assert_refused_then_friend_served(
+        clients,
+        loop,
+        curve_srv,
+        server_key_only,
+        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
+    )
+
+
+def test_a_plain_null_client_is_refused(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    failure = assert_refused_then_friend_served(
+        clients, loop, curve_srv, None, lambda s: curve_client(s, friend_keys[1], server_keys[0])
+    )
+    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+def test_a_client_that_trusts_another_server_key_is_refused_even_with_an_allowed_key(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    other_server_public = zmq.curve_keypair()[0]
+    failure = assert_refused_then_friend_served(
+        clients,
+        loop,
+        curve_srv,
+        lambda s: curve_client(s, friend_keys[1], other_server_public),
+        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
+    )
+    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+# ---------------------------------------------------------------------------
+# IP allow and deny lists (127.0.0.2 is a second loopback source on Linux)
+
+
+def test_a_denied_ip_is_refused_while_other_ips_are_served(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    auth.deny("127.0.0.2")
+    friend = lambda s: curve_client(s, friend_keys[1], server_keys[0])  # noqa: E731
+    failure = assert_refused_then_friend_served(
+        clients,
+        loop,
+        curve_srv,
+        friend,
+        friend,
+        intruder_source="127.0.0.2",
+        friend_source="127.0.0.1",
+    )
+    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+
+def test_an_allow_list_admits_its_ips_and_refuses_the_rest(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    auth.allow("127.0.0.1")
+    friend = lambda s: curve_client(s, friend_keys[1], server_keys[0])  # noqa: E731
+    failure = assert_refused_then_friend_served(
+        clients,
+        loop,
+        curve_srv,
+        friend,
+        friend,
+        intruder_source="127.0.0.2",
+        friend_source="127.0.0.1",
+    )
+    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+
+def test_an_allowed_ip_still_needs_an_allowed_key(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    auth.allow("127.0.0.1")
+    stranger_secret = zmq.curve_keypair()[1]
+    assert_refused_then_friend_served(
+        clients,
+        loop,
+        curve_srv,
+        lambda s: curve_client(s, stranger_secret, server_keys[0]),
+        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
+    )
+
+
+def test_require_zap_applies_the_ip_lists_to_a_null_server(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    make_server: Callable[..., Server],
+    auth: LoopAuthenticator,
+) -> None:
+    auth.deny("127.0.0.2")
+    server = make_server(require_zap)
+    assert_refused_then_friend_served(clients, loop, server, None, None, "127.0.0.2", "127.0.0.1")
+
+
+# ---------------------------------------------------------------------------
+# Never a CURVE server without a ZAP handler
+
+
+def test_curve_server_refuses_without_a_running_authenticator(
+    ctx: zmq.Context[Any], server_keys: tuple[bytes, bytes]
+) -> None:
+    sock = ctx.socket(zmq.PULL)
+    try:
+        with pytest.raises(AuthError, match="no LoopAuthenticator"):
+            curve_server(sock, server_keys[1])
+        assert sock.mechanism == zmq.NULL
+        assert sock.curve_server == 0
+    finally:
+        sock.close(linger=0)
+
+
+def test_curve_server_refuses_again_once_the_authenticator_stopped(
+    ctx: zmq.Context[Any], auth: LoopAuthenticator, server_keys: tuple[bytes, bytes]
+) -> None:
+    auth.stop()
+    assert running_authenticator(ctx) is None
+    sock = ctx.socket(zmq.PULL)
+    try:
+        with pytest.raises(AuthError):
+            curve_server(sock, server_keys[1])
+        assert sock.mechanism == zmq.NULL
+    finally:
+        sock.close(linger=0)
+
+
+def test_a_curve_server_refuses_even_allowed_clients_after_the_authenticator_stops(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    auth.stop()
+    clients.send(curve_srv.endpoint, b"friend", lambda s: curve_client(s, friend_keys[1], server_keys[0]))
+    run_until(loop, lambda: bool(curve_srv.failures))
+    assert curve_srv.received == []
+
+
+def test_security_set_after_bind_is_refused(
+    ctx: zmq.Context[Any], auth: LoopAuthenticator, server_keys: tuple[bytes, bytes]
+) -> None:
+    sock = ctx.socket(zmq.PULL)
+    try:
+        sock.bind_to_random_port("tcp://127.0.0.1")
+        with pytest.raises(AuthError, match="before bind"):
+            curve_server(sock, server_keys[1])
+        assert sock.mechanism == zmq.NULL
+    finally:
+        sock.close(linger=0)
+
+
+# ---------------------------------------------------------------------------
+# The authenticator itself
+
+
+def test_the_authenticator_starts_no_thread(ctx: zmq.Context[Any], loop: PollLoop) -> None:
+    before = set(threading.enumerate())
+    with LoopAuthenticator(ctx, loop) as auth:
+        assert running_authenticator(ctx) is auth
+        assert set(threading.enumerate()) == before
+
+
+def test_a_second_authenticator_on_the_same_context_is_refused(
+    ctx: zmq.Context[Any], loop: PollLoop, auth: LoopAuthenticator
+) -> None:
+    with pytest.raises(AuthError, match="already bound"):
+        LoopAuthenticator(ctx, loop).start()
+    assert running_authenticator(ctx) is auth
+
+
+def test_an_authenticator_can_be_restarted_at_once_on_the_same_context(
+    ctx: zmq.Context[Any], loop: PollLoop
+) -> None:
+    for _ in range(50):
+        auth = LoopAuthenticator(ctx, loop)
+        auth.start()
+        auth.stop()
+    assert running_authenticator(ctx) is None
+
+
+class Provider:
+    """A credentials callback: admits *good*, raises or suspends on *bad*."""
+
+    def __init__(self, good: bytes, bad: bytes, suspend: bool = False) -> None:
+        self.good, self.bad, self.suspend = good, bad, suspend
+
+    async def callback(self, domain: str, key: bytes) -> bool:
+        if key == self.bad:
+            if self.suspend:
+                await asyncio.sleep(0)  # suspends: no event loop will resume it
+            else:
+                raise RuntimeError("credentials store unavailable")
+        return key == self.good
+
+
+@pytest.mark.parametrize("suspend", [False, True], ids=["raises", "suspends"])
+def test_a_failing_credentials_callback_refuses_with_500_and_zap_keeps_serving(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+    suspend: bool,
+) -> None:
+    bad_public, bad_secret = zmq.curve_keypair()
+    auth.configure_curve_callback("*", Provider(friend_keys[0], bad_public, suspend))
+    failure = assert_refused_then_friend_served(
+        clients,
+        loop,
+        curve_srv,
+        lambda s: curve_client(s, bad_secret, server_keys[0]),
+        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
+    )
+    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    assert failure["value"] == 500
+    assert auth.failures >= 1
+
+
+def test_curve_allow_any_must_be_asked_for_explicitly(ctx: zmq.Context[Any], loop: PollLoop) -> None:
+    auth = LoopAuthenticator(ctx, loop)
+    with pytest.raises(TypeError):
+        auth.configure_curve("*")
+    auth.configure_curve("*", CURVE_ALLOW_ANY)
+    assert auth.allow_any
+
+
+def test_curve_allow_any_admits_an_unknown_key(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+) -> None:
+    auth.configure_curve("*", CURVE_ALLOW_ANY)
+    stranger_secret = zmq.curve_keypair()[1]
+    clients.send(curve_srv.endpoint, b"anyone", lambda s: curve_client(s, stranger_secret, server_keys[0]))
+    run_until(loop, lambda: bool(curve_srv.received))
+    assert curve_srv.received == [[b"anyone"]]
+
+
+def test_a_missing_key_directory_is_an_error_not_a_log_line(
+    ctx: zmq.Context[Any], loop: PollLoop, tmp_path: Any
+) -> None:
+    with pytest.raises(FileNotFoundError):
+        LoopAuthenticator(ctx, loop).configure_curve("*", tmp_path / "absent")
+
+
+def test_a_server_on_its_own_domain_checks_only_that_domains_keys(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    make_server: Callable[..., Server],
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    db_public, db_secret = zmq.curve_keypair()
+    auth.allow_keys(db_public, domain="db")
+    server = make_server(lambda s: curve_server(s, server_keys[1], domain="db"))
+    assert_refused_then_friend_served(
+        clients,
+        loop,
+        server,
+        lambda s: curve_client(s, friend_keys[1], server_keys[0]),  # allowed on "*" only
+        lambda s: curve_client(s, db_secret, server_keys[0]),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Key files
+
+
+def test_create_keypair_writes_the_secret_file_with_mode_0600_whatever_the_umask(
+    tmp_path: Any,
+) -> None:
+    old = os.umask(0)
+    try:
+        public_file, secret_file = create_keypair(tmp_path, "server")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(public_file).st_mode) == 0o644
+
+
+def test_create_keypair_makes_a_missing_directory_private(tmp_path: Any) -> None:
+    create_keypair(tmp_path / "keys", "server")
+    assert stat.S_IMODE(os.stat(tmp_path / "keys").st_mode) == 0o700
+
+
+def test_a_key_pair_file_loads_back_as_a_matching_pair(tmp_path: Any) -> None:
+    public_file, secret_file = create_keypair(tmp_path, "server")
+    public, secret = load_keypair(secret_file)
+    assert public_key(secret) == public
+    assert load_certificate(public_file) == (public, None)
+    with pytest.raises(ValueError, match="no secret key"):
+        load_keypair(public_file)
+
+
+def test_create_keypair_never_overwrites_a_key(tmp_path: Any) -> None:
+    _, secret_file = create_keypair(tmp_path, "server")
+    before = open(secret_file).read()
+    with pytest.raises(FileExistsError):
+        create_keypair(tmp_path, "server")
+    assert open(secret_file).read() == before
+
+
+def test_clients_whose_public_key_file_is_in_the_directory_are_served(
+    clients: Clients, ctx: zmq.Context[Any], loop: PollLoop, tmp_path: Any, server_keys: tuple[bytes, bytes]
+) -> None:
+    _, client_secret_file = create_keypair(tmp_path / "clients", "alice")
+    with LoopAuthenticator(ctx, loop) as auth:
+        auth.configure_curve("*", tmp_path / "clients")
+        server = Server(ctx, loop, lambda s: curve_server(s, server_keys[1]))
+        try:
+            _, alice_secret = load_keypair(client_secret_file)
+            stranger_secret = zmq.curve_keypair()[1]
+            assert_refused_then_friend_served(
+                clients,
+                loop,
+                server,
+                lambda s: curve_client(s, stranger_secret, server_keys[0]),
+                lambda s: curve_client(s, alice_secret, server_keys[0]),
+            )
+        finally:
+            loop.unregister(server.monitor)
+            loop.unregister(server.sock)
+
+
+def test_raw_32_byte_keys_work_like_z85_keys(
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    curve_srv: Server,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    raw_secret = z85.decode(friend_keys[1])
+    raw_server = z85.decode(server_keys[0])
+    assert len(raw_secret) == 32
+    clients.send(curve_srv.endpoint, b"raw", lambda s: curve_client(s, raw_secret, raw_server))
+    run_until(loop, lambda: bool(curve_srv.received))
+    assert curve_srv.received == [[b"raw"]]
