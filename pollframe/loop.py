@@ -328,6 +328,8 @@ class PollLoop:
                     handler(revents)
                 except Exception as exc:
                     self._io_failed(key, exc)
+            elif isinstance(key, int):
+                self._drop_closed_sockets()
         if self._timers._heap:
             self._run_timers()
         ready = self._ready
@@ -379,10 +381,19 @@ class PollLoop:
     def _io_failed(self, key: Any, exc: BaseException) -> None:
         """A handler's own read failed (not its callback): a closed socket is dropped, not retried."""
         if isinstance(key, zmq.Socket) and key.closed:
-            self.unregister(key)
-            log.warning("pollframe: %r was closed while registered; unregistered it", key)
+            self._drop_closed_sockets()
             return
         self._report(exc, f"I/O handler for {key!r}")
+
+    def _drop_closed_sockets(self) -> None:
+        """Unregister sockets closed while registered.
+
+        ``zmq_poll`` polls a closed pyzmq socket as file descriptor 0, so an
+        event on an unregistered descriptor is the sign to look for them.
+        """
+        for key in [key for key in self._handlers if isinstance(key, zmq.Socket) and key.closed]:
+            self.unregister(key)
+            log.warning("pollframe: %r was closed while registered; unregistered it", key)
 
     def _wake(self) -> None:
         try:

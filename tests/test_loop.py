@@ -1,0 +1,373 @@
+"""PollLoop over real sockets: delivery, draining, fairness, timers, errors, wake-ups."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+import zmq
+
+from pollframe.loop import PollLoop
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def run_until(loop: PollLoop, predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "condition not reached before the deadline"
+        loop.run_once(min(remaining, 0.1))
+
+
+def test_ten_thousand_messages_all_reach_the_callback_in_order(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append)
+    for i in range(10_000):
+        push.send_multipart([b"n", str(i).encode()])
+    run_until(loop, lambda: len(got) == 10_000)
+    assert got == [[b"n", str(i).encode()] for i in range(10_000)]
+
+
+def test_the_single_frame_path_hands_the_callback_bytes(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append, multipart=False)
+    for i in range(100):
+        push.send(str(i).encode())
+    run_until(loop, lambda: len(got) == 100)
+    assert got == [str(i).encode() for i in range(100)]
+
+
+def test_two_busy_sockets_both_progress_within_any_thousand_dispatches(ctx, loop):
+    order = []
+    for name in ("a", "b"):
+        pull = ctx.socket(zmq.PULL)
+        pull.rcvhwm = 0
+        pull.bind(f"inproc://busy-{name}")
+        push = ctx.socket(zmq.PUSH)
+        push.sndhwm = 0
+        push.connect(f"inproc://busy-{name}")
+        for _ in range(5_000):
+            push.send(b"x")
+        loop.register(pull, lambda frames, name=name: order.append(name))
+    run_until(loop, lambda: len(order) == 10_000)
+    for start in range(0, len(order) - 1_000, 250):
+        window = order[start:start + 1_000]
+        assert "a" in window and "b" in window, f"a socket starved in dispatches {start}..{start + 1000}"
+
+
+def test_one_wake_up_drains_up_to_the_per_wake_cap_and_no_more(ctx, push_pull):
+    push, pull = push_pull
+    loop = PollLoop(max_drain=10)
+    try:
+        got = []
+        loop.register(pull, got.append)
+        for _ in range(50):
+            push.send(b"x")
+        loop.run_once(1.0)
+        assert len(got) == 10
+        loop.run_once(1.0)
+        assert len(got) == 20
+    finally:
+        loop.close()
+
+
+def test_one_wake_up_drains_everything_queued_below_the_cap(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append)
+    for _ in range(50):
+        push.send(b"x")
+    loop.run_once(1.0)
+    assert len(got) == 50
+
+
+def test_a_plain_file_descriptor_gets_fd_and_events(loop):
+    read_fd, write_fd = os.pipe()
+    try:
+        seen = []
+        loop.register(read_fd, lambda fd, events: seen.append((fd, events, os.read(fd, 10))))
+        os.write(write_fd, b"hi")
+        run_until(loop, lambda: seen)
+        assert seen == [(read_fd, zmq.POLLIN, b"hi")]
+    finally:
+        loop.unregister(read_fd)
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_timers_fire_in_deadline_order(loop):
+    fired = []
+    loop.call_later(0.03, fired.append, "third")
+    loop.call_later(0.01, fired.append, "first")
+    loop.call_at(loop.time() + 0.02, fired.append, "second")
+    loop.call_later(0.04, loop.stop)
+    loop.run()
+    assert fired == ["first", "second", "third"]
+
+
+def test_a_timer_never_fires_before_its_deadline(loop):
+    start = loop.time()
+    fired_at = []
+    loop.call_later(0.05, lambda: (fired_at.append(loop.time()), loop.stop()))
+    loop.run()
+    assert fired_at[0] - start >= 0.05
+
+
+def test_a_cancelled_timer_never_fires(loop):
+    fired = []
+    loop.call_later(0.01, fired.append, "cancelled").cancel()
+    loop.call_soon(fired.append, "soon-cancelled").cancel()
+    loop.call_later(0.03, loop.stop)
+    loop.run()
+    assert fired == []
+
+
+def test_a_periodic_timer_whose_callback_raises_keeps_its_schedule(caplog):
+    loop = PollLoop()
+    try:
+        calls = []
+
+        def tick():
+            calls.append(loop.time())
+            if len(calls) == 3:
+                loop.stop()
+            raise RuntimeError("tick failed")
+
+        with caplog.at_level(logging.ERROR, logger="pollframe"):
+            loop.call_every(0.01, tick)
+            loop.run()
+        assert len(calls) == 3
+        assert loop.errors == 3
+    finally:
+        loop.close()
+
+
+def test_missed_periods_are_skipped_not_bunched(loop):
+    calls = []
+    timer = loop.call_every(0.01, lambda: calls.append(loop.time()))
+    loop.call_soon(time.sleep, 0.055)  # sleep-ok: the loop is deliberately made late
+    loop.call_later(0.085, loop.stop)
+    loop.run()
+    timer.cancel()
+    # Late by five periods: one catch-up call, then the regular schedule (not five calls at once).
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    assert len(calls) <= 5
+    assert all(gap >= 0.005 for gap in gaps)
+
+
+def test_an_idle_loop_with_a_timer_does_not_busy_wait():
+    passes = []
+
+    class CountingLoop(PollLoop):
+        def _run_once(self, timeout):
+            passes.append(1)
+            super()._run_once(timeout)
+
+    loop = CountingLoop()
+    try:
+        loop.call_later(0.3, loop.stop)
+        loop.run()
+    finally:
+        loop.close()
+    assert len(passes) <= 3, f"{len(passes)} passes to wait for one timer"
+
+
+def test_a_callback_that_raises_is_logged_and_later_messages_still_arrive(loop, push_pull, caplog):
+    push, pull = push_pull
+    got = []
+
+    def callback(frames):
+        got.append(frames)
+        if frames == [b"bad"]:
+            raise ValueError("boom")
+
+    loop.register(pull, callback)
+    with caplog.at_level(logging.ERROR, logger="pollframe"):
+        for data in (b"one", b"bad", b"two", b"three"):
+            push.send(data)
+        run_until(loop, lambda: len(got) == 4)
+    assert got == [[b"one"], [b"bad"], [b"two"], [b"three"]]
+    assert loop.errors == 1
+    (record,) = [r for r in caplog.records if r.name == "pollframe"]
+    assert record.exc_info and "boom" in str(record.exc_info[1])
+
+
+def test_on_error_replaces_the_logging_policy(push_pull):
+    push, pull = push_pull
+    seen = []
+    loop = PollLoop(on_error=lambda exc, where: seen.append(exc))
+    try:
+        loop.register(pull, lambda frames: 1 / 0)
+        push.send(b"x")
+        run_until(loop, lambda: seen)
+        assert isinstance(seen[0], ZeroDivisionError)
+    finally:
+        loop.close()
+
+
+def test_an_on_error_that_raises_makes_errors_fatal_for_tests(push_pull):
+    push, pull = push_pull
+
+    def reraise(exc, where):
+        raise exc
+
+    loop = PollLoop(on_error=reraise)
+    try:
+        loop.register(pull, lambda frames: 1 / 0)
+        push.send(b"x")
+        with pytest.raises(ZeroDivisionError):
+            loop.run_once(1.0)
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("how", ["unregister", "close"])
+def test_a_socket_removed_by_another_callback_in_the_same_pass_is_not_called(ctx, loop, how):
+    first, second = ctx.socket(zmq.PULL), ctx.socket(zmq.PULL)
+    first.bind("inproc://first")
+    second.bind("inproc://second")
+    for endpoint in ("inproc://first", "inproc://second"):
+        push = ctx.socket(zmq.PUSH)
+        push.connect(endpoint)
+        push.send(b"x")
+    calls = []
+
+    def remove_second(frames):
+        calls.append("first")
+        loop.unregister(second)
+        if how == "close":
+            second.close(linger=0)
+
+    loop.register(first, remove_second)
+    loop.register(second, lambda frames: calls.append("second"))
+    loop.run_once(1.0)
+    loop.run_once(0)
+    assert calls == ["first"]
+
+
+def test_a_callback_that_unregisters_its_own_socket_ends_the_drain(loop, push_pull):
+    push, pull = push_pull
+    got = []
+
+    def once(frames):
+        got.append(frames)
+        loop.unregister(pull)
+
+    loop.register(pull, once)
+    for _ in range(5):
+        push.send(b"x")
+    loop.run_once(1.0)
+    loop.run_once(0)
+    assert got == [[b"x"]]
+
+
+def test_a_socket_closed_behind_the_loops_back_is_not_fatal_and_not_read(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append)
+    push.send(b"x")
+    pull.close(linger=0)
+    loop.run_once(0.1)
+    loop.run_once(0)
+    assert got == []
+
+
+def test_call_soon_threadsafe_wakes_a_loop_blocked_in_a_long_poll(loop):
+    woke = threading.Event()
+    sent_at = []
+    loop.call_later(10, loop.stop)
+
+    def from_thread():
+        sent_at.append(time.monotonic())
+        loop.call_soon_threadsafe(lambda: (woke.set(), loop.stop()))
+
+    threading.Timer(0.1, from_thread).start()
+    loop.run()
+    assert woke.is_set()
+    assert time.monotonic() - sent_at[0] < 0.05 + 0.5  # far below the 10 s poll
+
+
+def test_stop_from_another_thread_ends_a_long_poll(loop):
+    loop.call_later(10, lambda: None)
+    stopper = threading.Timer(0.05, loop.stop)
+    stopper.start()
+    started = time.monotonic()
+    loop.run()
+    assert time.monotonic() - started < 5
+
+
+def test_stop_from_a_signal_handler_ends_a_long_poll(loop):
+    loop.call_later(10, lambda: None)
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: loop.stop())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        started = time.monotonic()
+        loop.run()
+        assert time.monotonic() - started < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_timer_keeps_its_deadline_while_signals_keep_arriving(loop):
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
+        started = loop.time()
+        fired_at = []
+        loop.call_later(0.1, lambda: (fired_at.append(loop.time()), loop.stop()))
+        loop.run()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert 0.1 <= fired_at[0] - started <= 0.15
+
+
+def test_run_once_with_zero_timeout_returns_when_nothing_is_ready(loop, push_pull):
+    push, pull = push_pull
+    loop.register(pull, lambda frames: None)
+    loop.call_later(10, lambda: None)
+    started = time.monotonic()
+    loop.run_once(0)
+    assert time.monotonic() - started < 1
+
+
+def test_stop_from_a_callback_ends_run_after_the_current_pass(loop):
+    ran = []
+    loop.call_soon(lambda: (ran.append("stopper"), loop.stop()))
+    loop.call_soon(ran.append, "same pass")
+    loop.run()
+    assert ran == ["stopper", "same pass"]
+    loop.call_soon(ran.append, "next run")
+    loop.call_soon(loop.stop)
+    loop.run()
+    assert ran[-1] == "next run"
+
+
+def test_callbacks_scheduled_during_a_pass_run_in_the_next_pass(loop):
+    ran = []
+
+    def reschedule():
+        ran.append("once")
+        loop.call_soon(reschedule)
+
+    loop.call_soon(reschedule)
+    loop.run_once(0)
+    assert ran == ["once"]
+
+
+def test_close_closes_the_sockets_the_loop_was_asked_to_own(ctx):
+    loop = PollLoop()
+    owned, borrowed = ctx.socket(zmq.PULL), ctx.socket(zmq.PULL)
+    loop.register(owned, print, own=True)
+    loop.register(borrowed, print)
+    loop.close()
+    assert owned.closed and not borrowed.closed
+    with pytest.raises(RuntimeError):
+        loop.register(borrowed, print)
