@@ -56,11 +56,15 @@ class ReplyStream(Protocol):
     def send_multipart(self, frames: list[bytes]) -> Any: ...
 
 
+def _check_type_name(msg_type: str) -> None:
+    if not isinstance(msg_type, str) or not msg_type or msg_type.startswith("_"):
+        raise ValueError(f"message type {msg_type!r} is not a string, is empty or starts with '_'")
+
+
 def _mark(func: F, msg_type: str) -> F:
     if not inspect.isfunction(func):
         raise TypeError(f"@message marks a plain function (def ...), not {func!r}")
-    if not msg_type or msg_type.startswith("_"):
-        raise ValueError(f"message type {msg_type!r} is empty or starts with '_'")
+    _check_type_name(msg_type)
     setattr(func, _MARK, getattr(func, _MARK, ()) + (msg_type,))
     return func
 
@@ -80,6 +84,8 @@ def message(arg: Any = None) -> Any:
     """
     if arg is None or isinstance(arg, str):
         name = arg
+        if name is not None:
+            _check_type_name(name)  # fail at the decorator line, not later
         return lambda func: _mark(func, name if name is not None else func.__name__)
     return _mark(arg, arg.__name__)
 

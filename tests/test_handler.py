@@ -1,0 +1,546 @@
+"""MessageHandler: dispatch by declared type, replies, and every refusal, without sockets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+from typing import Any
+
+import pytest
+
+from pollframe.errors import BadArguments
+from pollframe.handler import MAX_SIZE, MessageHandler, message
+
+
+class RecordingStream:
+    """Stands in for a Stream: records what is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[bytes]] = []
+
+    def send_multipart(self, frames: list[bytes]) -> None:
+        self.sent.append(list(frames))
+
+
+class Pong(MessageHandler):
+    """A handler with one of each kind of method."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls: list[str] = []
+
+    @message
+    def ping(self, n):
+        self.calls.append("ping")
+        return ["pong", n]
+
+    @message("say-hello")
+    def hello(self, name, *, loud=False):
+        self.calls.append("hello")
+        self.reply("hello", name.upper() if loud else name)
+
+    @message
+    def crash(self):
+        self.calls.append("crash")
+        raise RuntimeError("secret internal detail")
+
+    @message
+    def length(self, value):
+        self.calls.append("length")
+        return ["length", len(value)]  # TypeError inside for an int
+
+    @message
+    def quiet(self):
+        self.calls.append("quiet")
+
+    @message
+    def double(self):
+        self.reply("first")
+        return ["second", 2]
+
+    @message
+    def reply_then_crash(self):
+        self.reply("partial")
+        raise KeyError("late")
+
+    @message
+    def check(self, n):
+        if n < 0:
+            raise BadArguments("n must be >= 0")
+        return ["ok", n]
+
+    @message
+    def give(self, value):
+        return value  # whatever the test asks to return
+
+    def helper(self):
+        self.calls.append("helper")
+
+    def _private(self):
+        self.calls.append("_private")
+
+    def run(self):
+        self.calls.append("run")
+
+    def terminate(self):
+        self.calls.append("terminate")
+
+    def kill(self):
+        self.calls.append("kill")
+
+    def join(self):
+        self.calls.append("join")
+
+
+def frame(*parts: Any) -> bytes:
+    return json.dumps(list(parts)).encode()
+
+
+def decoded(frames: list[bytes]) -> Any:
+    return json.loads(frames[-1])
+
+
+@pytest.fixture
+def stream() -> RecordingStream:
+    return RecordingStream()
+
+
+@pytest.fixture
+def pong(stream: RecordingStream) -> Pong:
+    return Pong(reply_stream=stream)
+
+
+# -- dispatch and replies ----------------------------------------------------
+
+
+def test_a_triple_reaches_its_handler_and_the_returned_pair_is_sent_as_a_triple(pong, stream):
+    pong([frame("ping", [3], {})])
+    assert stream.sent == [[b'["pong", [3], {}]']]
+
+
+def test_the_pair_form_is_served_like_the_triple(pong, stream):
+    pong([frame("ping", 7)])
+    assert decoded(stream.sent[0]) == ["pong", [7], {}]
+
+
+def test_keyword_arguments_reach_the_handler(pong, stream):
+    pong([frame("say-hello", ["bob"], {"loud": True})])
+    assert decoded(stream.sent[0]) == ["hello", ["BOB"], {}]
+
+
+def test_a_renamed_handler_serves_its_given_name_and_not_its_method_name(pong, stream):
+    pong([frame("hello", ["bob"], {})])
+    assert pong.calls == [] and decoded(stream.sent[0])[0] == "error"
+
+
+def test_a_stacked_decorator_serves_several_types_with_one_method(stream):
+    class Both(MessageHandler):
+        @message
+        @message("also")
+        def first(self):
+            return ["ok", self.envelope]
+
+    handler = Both(reply_stream=stream)
+    handler([frame("first", [], {})])
+    handler([frame("also", [], {})])
+    assert [decoded(s)[0] for s in stream.sent] == ["ok", "ok"]
+
+
+def test_the_router_envelope_is_kept_on_the_reply(pong, stream):
+    pong([b"peer-7", b"", frame("ping", [1], {})])
+    assert stream.sent == [[b"peer-7", b"", b'["pong", [1], {}]']]
+
+
+def test_the_envelope_is_kept_on_an_error_reply_too(pong, stream):
+    pong([b"peer-7", b"", b"not json"])
+    assert stream.sent[0][:2] == [b"peer-7", b""]
+    assert decoded(stream.sent[0])[0] == "error"
+
+
+def test_json_load_picks_the_frame_and_frames_before_it_form_the_envelope(stream):
+    handler = Pong(json_load=1, reply_stream=stream)
+    handler([b"topic", frame("ping", [2], {}), b"trailing"])
+    assert stream.sent == [[b"topic", b'["pong", [2], {}]']]
+
+
+def test_the_envelope_is_visible_to_a_handler_while_it_runs(stream):
+    class Who(MessageHandler):
+        @message
+        def who(self):
+            return ["you", [frame.decode() for frame in self.envelope]]
+
+    Who(reply_stream=stream)([b"id-1", b"", frame("who", [], {})])
+    assert decoded(stream.sent[0]) == ["you", [["id-1", ""]], {}]
+
+
+def test_a_single_frame_given_as_bytes_is_served(pong, stream):
+    pong(frame("ping", [5], {}))
+    assert stream.sent == [[b'["pong", [5], {}]']]
+
+
+def test_a_returned_tuple_triple_is_sent(pong, stream):
+    pong([frame("give", [["pong", [1, 2], {"k": 3}]], {})])
+    assert decoded(stream.sent[0]) == ["pong", [1, 2], {"k": 3}]
+
+
+def test_a_handler_may_refuse_a_request_with_its_own_reason(pong, stream):
+    pong([frame("check", [-1], {})])
+    assert decoded(stream.sent[0]) == ["error", ["n must be >= 0"], {}]
+    assert pong.errors["bad_arguments"] == 1
+
+
+def test_the_dispatch_table_is_built_once_per_class_from_marked_methods_only():
+    assert set(Pong._handlers) == {
+        "ping", "say-hello", "crash", "length", "quiet", "double", "reply_then_crash", "check", "give",
+    }
+    assert MessageHandler._handlers == {}
+
+
+# -- refused names ------------------------------------------------------------
+
+REFUSED_NAMES = [
+    "_private", "__class__", "__init__", "__call__", "__dict__", "__init_subclass__", "_handlers",
+    "run", "terminate", "kill", "join", "helper", "reply", "handle_error", "envelope", "errors",
+    "codec", "calls", "mro", "hello", "",
+]
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+def test_names_that_are_not_declared_handlers_get_an_unknown_type_error(pong, stream, name):
+    pong([frame(name, [], {})])
+    assert pong.calls == []
+    assert stream.sent == [[json.dumps(["error", [f"unknown message type {name!r}"], {}]).encode()]]
+    assert pong.errors == {"unknown_type": 1}
+
+
+def test_methods_of_a_process_base_class_are_unreachable(stream):
+    class ProcessHandler(MessageHandler, multiprocessing.Process):
+        def __init__(self) -> None:
+            MessageHandler.__init__(self, reply_stream=stream)
+            multiprocessing.Process.__init__(self)
+
+        @message
+        def ping(self, n):
+            return ["pong", n]
+
+    handler = ProcessHandler()
+    for name in ["run", "start", "terminate", "kill", "join", "close", "is_alive"]:
+        handler([frame(name, [], {})])
+    handler([frame("ping", 1)])
+    assert [decoded(s)[0] for s in stream.sent] == ["error"] * 7 + ["pong"]
+    assert not handler.is_alive()
+
+
+def test_a_long_unknown_type_is_quoted_only_in_part(pong, stream):
+    pong([frame("x" * 100_000, [], {})])
+    reason = decoded(stream.sent[0])[1][0]
+    assert reason.startswith("unknown message type 'xxx") and len(reason) < 80
+
+
+# -- malformed messages --------------------------------------------------------
+
+MALFORMED = [
+    (b"not json", "not_json"),
+    (b"\xff\xfe\x80", "not_json"),
+    (b'{"ping": 1}', "bad_shape"),
+    (b'"ping"', "bad_shape"),
+    (b'["ping"]', "bad_shape"),
+    (b'["ping", [1], {}, 4]', "bad_shape"),
+    (b"[42, [], {}]", "bad_shape"),
+    (b'["ping", 1, {}]', "bad_shape"),
+    (b'["ping", [1], [2]]', "bad_shape"),
+    (b'["ping", NaN]', "not_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "not_json"),
+    (b'["ping", ' + b"9" * 5000 + b"]", "not_json"),
+    (b'["ping", [], {}]', "bad_arguments"),
+    (b'["ping", [1, 2], {}]', "bad_arguments"),
+    (b'["ping", [1], {"m": 2}]', "bad_arguments"),
+    (b'["ping", [], {"n": 1, "self": 2}]', "bad_arguments"),
+    (b"x" * (MAX_SIZE + 1), "too_large"),
+]
+
+
+@pytest.mark.parametrize("data, kind", MALFORMED, ids=[k + "-" + repr(d[:16]) for d, k in MALFORMED])
+def test_every_malformed_message_gets_one_error_reply_and_is_counted(pong, stream, data, kind):
+    pong([data])
+    assert len(stream.sent) == 1
+    reply_type, (reason,), kwargs = decoded(stream.sent[0])
+    assert (reply_type, kwargs) == ("error", {})
+    assert "\n" not in reason and len(reason) <= 200
+    assert pong.errors == {kind: 1} and pong.calls == []
+
+
+def test_the_next_message_is_served_after_each_malformed_one(pong, stream):
+    for data, _ in MALFORMED:
+        pong([data])
+        pong([frame("ping", [0], {})])
+    replies = [decoded(s)[0] for s in stream.sent]
+    assert replies == ["error", "pong"] * len(MALFORMED)
+
+
+def test_a_message_without_the_json_frame_gets_an_error_reply(stream):
+    handler = Pong(json_load=2, reply_stream=stream)
+    handler([b"id"])
+    assert decoded(stream.sent[0]) == ["error", ["message of 1 frame(s) has no frame 2"], {}]
+    assert handler.errors == {"bad_shape": 1}
+
+
+def test_an_empty_message_gets_an_error_reply_with_no_envelope(pong, stream):
+    pong([])
+    assert len(stream.sent) == 1 and len(stream.sent[0]) == 1
+
+
+def test_an_oversized_frame_is_refused_before_decoding(stream):
+    class SpyCodec:
+        def __init__(self) -> None:
+            self.seen: list[bytes] = []
+
+        def decode(self, data):
+            self.seen.append(data)
+            return ("ping", [1], {})
+
+        def encode(self, msg_type, args, kwargs):
+            return msg_type.encode()
+
+    codec = SpyCodec()
+    handler = Pong(reply_stream=stream, codec=codec, max_size=10)
+    handler([b"x" * 11])
+    handler([b"y" * 10])
+    assert codec.seen == [b"y" * 10]
+    assert stream.sent == [[b"error"], [b"pong"]]
+
+
+def test_max_size_none_disables_the_limit(stream):
+    handler = Pong(reply_stream=stream, max_size=None)
+    handler([frame("ping", ["z" * (MAX_SIZE + 10)], {})])
+    assert decoded(stream.sent[0])[0] == "pong"
+
+
+def test_a_codec_that_raises_anything_still_gives_a_not_json_error(stream):
+    class BrokenCodec:
+        def decode(self, data):
+            raise KeyError(data)
+
+        def encode(self, msg_type, args, kwargs):
+            return json.dumps([msg_type, args, kwargs]).encode()
+
+    handler = Pong(reply_stream=stream, codec=BrokenCodec())
+    handler([b"anything"])
+    assert decoded(stream.sent[0]) == ["error", ["cannot decode (KeyError)"], {}]
+
+
+# -- handler failures ----------------------------------------------------------
+
+
+def test_a_handler_that_raises_gets_an_error_reply_without_its_details(pong, stream):
+    pong([frame("crash", [], {})])
+    assert stream.sent == [[b'["error", ["handler for \'crash\' failed (RuntimeError)"], {}]']]
+    assert pong.errors == {"handler_failed": 1}
+
+
+def test_after_a_handler_raised_the_next_message_is_served(pong, stream):
+    pong([frame("crash", [], {})])
+    pong([frame("ping", [9], {})])
+    assert decoded(stream.sent[1]) == ["pong", [9], {}]
+
+
+def test_a_type_error_inside_a_handler_is_a_failure_not_bad_arguments(pong, stream):
+    pong([frame("length", [5], {})])
+    assert pong.calls == ["length"]
+    assert pong.errors == {"handler_failed": 1}
+    assert "failed (TypeError)" in decoded(stream.sent[0])[1][0]
+
+
+def test_bad_arguments_never_run_the_handler(pong, stream):
+    pong([frame("length", [], {})])
+    assert pong.calls == [] and pong.errors == {"bad_arguments": 1}
+    assert decoded(stream.sent[0])[1][0] == "bad arguments for 'length': missing a required argument: 'value'"
+
+
+def test_a_handler_that_replied_and_then_raised_gets_no_second_reply(pong, stream):
+    pong([frame("reply_then_crash", [], {})])
+    assert [decoded(s)[0] for s in stream.sent] == ["partial"]
+    assert pong.errors == {"handler_failed": 1}
+
+
+def test_a_failure_is_logged_with_the_traceback_of_what_the_handler_raised(pong, caplog):
+    with caplog.at_level(logging.WARNING, logger="pollframe.handler"):
+        pong([frame("crash", [], {})])
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR and record.name == "pollframe.handler"
+    assert record.exc_info is not None and "secret internal detail" in str(record.exc_info[1])
+
+
+def test_bad_input_is_logged_as_one_warning_line_without_traceback(pong, caplog):
+    with caplog.at_level(logging.WARNING, logger="pollframe.handler"):
+        pong([b'["' + b"q" * 10_000 + b'"'])
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "\n" not in record.getMessage() and len(record.getMessage()) < 250
+
+
+def test_a_successful_message_logs_nothing(pong, caplog):
+    with caplog.at_level(logging.DEBUG, logger="pollframe"):
+        pong([frame("ping", [1], {})])
+    assert caplog.records == []
+
+
+# -- return values and missing replies -------------------------------------------
+
+
+@pytest.mark.parametrize("value", [42, "ok", ["pong"], [1, 2], ["pong", 1, 2]])
+def test_a_return_value_that_is_not_a_message_gets_an_error_reply(pong, stream, value):
+    pong([frame("give", [value], {})])
+    reply_type, (reason,), _ = decoded(stream.sent[0])
+    assert reply_type == "error" and "handler for 'give' returned" in reason
+    assert pong.errors == {"handler_failed": 1}
+
+
+def test_a_return_value_json_cannot_carry_gets_an_error_reply(stream):
+    class Sets(MessageHandler):
+        @message
+        def members(self):
+            return ["members", {1, 2}]
+
+    handler = Sets(reply_stream=stream)
+    handler([frame("members", [], {})])
+    assert decoded(stream.sent[0])[0] == "error"
+    assert handler.errors == {"encode_failed": 1}
+
+
+def test_a_handler_that_returns_none_without_replying_sends_nothing_and_warns(pong, stream, caplog):
+    with caplog.at_level(logging.WARNING, logger="pollframe.handler"):
+        pong([frame("quiet", [], {})])
+    assert pong.calls == ["quiet"] and stream.sent == []
+    assert pong.errors == {"no_reply": 1}
+    assert "sent no reply" in caplog.records[0].getMessage()
+
+
+def test_a_handler_that_replied_and_returned_a_value_sends_only_the_reply(pong, stream):
+    pong([frame("double", [], {})])
+    assert [decoded(s)[0] for s in stream.sent] == ["first"]
+    assert pong.errors == {"handler_failed": 1}
+
+
+# -- without a reply stream ------------------------------------------------------
+
+
+def test_without_a_reply_stream_bad_input_is_counted_and_nothing_raises():
+    handler = Pong()
+    handler([b"junk"])
+    handler([frame("crash", [], {})])
+    handler([frame("quiet", [], {})])
+    assert handler.errors == {"not_json": 1, "handler_failed": 1}
+
+
+def test_without_a_reply_stream_return_values_are_ignored():
+    handler = Pong()
+    handler([frame("ping", [1], {})])
+    assert handler.calls == ["ping"] and handler.errors == {}
+
+
+def test_reply_outside_a_message_is_a_runtime_error(pong):
+    with pytest.raises(RuntimeError):
+        pong.reply("pong", 1)
+    with pytest.raises(RuntimeError):
+        _ = pong.envelope
+
+
+def test_handle_error_can_be_overridden_to_reraise(stream):
+    class Strict(Pong):
+        def handle_error(self, err):
+            raise err
+
+    with pytest.raises(BadArguments):
+        Strict(reply_stream=stream)([frame("ping", [], {})])
+
+
+def test_any_object_with_send_multipart_can_be_the_reply_stream():
+    sent = []
+
+    class Minimal:
+        send_multipart = staticmethod(sent.append)
+
+    Pong(reply_stream=Minimal())([frame("ping", 1)])
+    assert sent == [[b'["pong", [1], {}]']]
+
+
+# -- declaring handlers ------------------------------------------------------------
+
+
+def test_a_private_name_cannot_be_declared_a_message():
+    with pytest.raises(ValueError):
+
+        @message
+        def _hidden(self):
+            pass
+
+    with pytest.raises(ValueError):
+        message("__class__")
+
+
+def test_only_plain_functions_can_be_declared_messages():
+    with pytest.raises(TypeError):
+        message(staticmethod(lambda: None))
+
+
+def test_a_message_method_may_not_replace_a_message_handler_method():
+    with pytest.raises(TypeError, match="MessageHandler.reply"):
+
+        class Bad(MessageHandler):
+            @message
+            def reply(self):
+                pass
+
+
+def test_declaring_one_type_twice_in_one_class_is_an_error():
+    with pytest.raises(ValueError, match="twice"):
+
+        class Twice(MessageHandler):
+            @message("x")
+            def a(self):
+                pass
+
+            @message("x")
+            def b(self):
+                pass
+
+
+def test_a_subclass_inherits_handlers_and_may_override_them_with_the_decorator(stream):
+    class Louder(Pong):
+        @message
+        def ping(self, n):
+            return ["PONG", n]
+
+    handler = Louder(reply_stream=stream)
+    handler([frame("ping", 1)])
+    handler([frame("say-hello", "al")])
+    assert [decoded(s)[0] for s in stream.sent] == ["PONG", "hello"]
+
+
+def test_an_undecorated_override_is_no_longer_reachable(stream):
+    class Plain(Pong):
+        def ping(self, n):
+            return ["pong", n]
+
+    handler = Plain(reply_stream=stream)
+    handler([frame("ping", 1)])
+    assert decoded(stream.sent[0]) == ["error", ["unknown message type 'ping'"], {}]
+
+
+def test_a_mixin_contributes_its_declared_handlers(stream):
+    class StopMixin:
+        stopped = False
+
+        @message
+        def plzdiekthxbye(self):
+            self.stopped = True
+            return ["bye", None]
+
+    class Server(StopMixin, MessageHandler):
+        pass
+
+    server = Server(reply_stream=stream)
+    server([frame("plzdiekthxbye", [], {})])
+    assert server.stopped and decoded(stream.sent[0]) == ["bye", [None], {}]
