@@ -25,6 +25,10 @@ Typical use in a process::
     auth = start_auth(context, loop, allow_keys=[client_public])
     curve_server(server_sock, server_secret)          # before bind
     curve_client(client_sock, client_secret, server_public)   # before connect
+    auth.stop()     # after the servers are closed, before context.term()
+
+A socket factory can call :func:`apply_curve` unconditionally: it does
+nothing when no key is given.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from zmq.utils import z85
 
 __all__ = [
     "CURVE_ALLOW_ANY",
+    "apply_curve",
     "DEFAULT_DOMAIN",
     "ZAP_ENDPOINT",
     "AuthError",
@@ -427,3 +432,28 @@ def curve_client(sock: zmq.Socket[Any], secret_key: Key, server_public_key: Key)
     sock.curve_serverkey = z85_key(server_public_key)
     sock.curve_publickey = zmq.curve_public(secret)
     sock.curve_secretkey = secret
+
+
+def apply_curve(
+    sock: zmq.Socket[Any],
+    *,
+    server_secret: Optional[Key] = None,
+    client_secret: Optional[Key] = None,
+    server_public: Optional[Key] = None,
+    domain: str = DEFAULT_DOMAIN,
+) -> None:
+    """Give *sock* the CURVE role its keys ask for; nothing if none is given.
+
+    ``server_secret`` makes a server (see :func:`curve_server`);
+    ``client_secret`` with ``server_public`` makes a client (see
+    :func:`curve_client`). Any other mix raises ``ValueError``. Call before
+    ``bind``/``connect``.
+    """
+    if server_secret is not None:
+        if client_secret is not None or server_public is not None:
+            raise ValueError("a socket is a CURVE server or a CURVE client, not both")
+        curve_server(sock, server_secret, domain)
+    elif client_secret is not None or server_public is not None:
+        if client_secret is None or server_public is None:
+            raise ValueError("a CURVE client needs both client_secret and server_public")
+        curve_client(sock, client_secret, server_public)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import stat
 import threading
 import time
@@ -23,6 +24,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
 from pollframe.auth import (
+    apply_curve,
     CURVE_ALLOW_ANY,
     AuthError,
     LoopAuthenticator,
@@ -197,7 +199,6 @@ def assert_refused_then_friend_served(
 
 def test_a_client_with_an_allowed_key_is_served(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     server_keys: tuple[bytes, bytes],
@@ -211,7 +212,6 @@ def test_a_client_with_an_allowed_key_is_served(
 
 def test_a_client_with_an_unknown_key_is_refused_by_zap(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     server_keys: tuple[bytes, bytes],
@@ -231,7 +231,6 @@ def test_a_client_with_an_unknown_key_is_refused_by_zap(
 
 def test_a_curve_client_without_a_key_pair_of_its_own_is_refused(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     server_keys: tuple[bytes, bytes],
@@ -240,18 +239,18 @@ def test_a_curve_client_without_a_key_pair_of_its_own_is_refused(
     def server_key_only(sock: zmq.Socket[Any]) -> None:
         sock.curve_serverkey = server_keys[0]
 
-    assert_refused_then_friend_served(
+    failure = assert_refused_then_friend_served(
         clients,
         loop,
         curve_srv,
         server_key_only,
         lambda s: curve_client(s, friend_keys[1], server_keys[0]),
     )
+    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
 
 def test_a_plain_null_client_is_refused(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     server_keys: tuple[bytes, bytes],
@@ -265,7 +264,6 @@ def test_a_plain_null_client_is_refused(
 
 def test_a_client_that_trusts_another_server_key_is_refused_even_with_an_allowed_key(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     server_keys: tuple[bytes, bytes],
@@ -286,9 +284,23 @@ def test_a_client_that_trusts_another_server_key_is_refused_even_with_an_allowed
 # IP allow and deny lists (127.0.0.2 is a second loopback source on Linux)
 
 
+def _has_second_loopback() -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.2", 0))
+        except OSError:
+            return False
+    return True
+
+
+needs_second_loopback = pytest.mark.skipif(
+    not _has_second_loopback(), reason="127.0.0.2 is not a usable source address here"
+)
+
+
+@needs_second_loopback
 def test_a_denied_ip_is_refused_while_other_ips_are_served(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     auth: LoopAuthenticator,
@@ -309,9 +321,9 @@ def test_a_denied_ip_is_refused_while_other_ips_are_served(
     assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
+@needs_second_loopback
 def test_an_allow_list_admits_its_ips_and_refuses_the_rest(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     auth: LoopAuthenticator,
@@ -334,7 +346,6 @@ def test_an_allow_list_admits_its_ips_and_refuses_the_rest(
 
 def test_an_allowed_ip_still_needs_an_allowed_key(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     auth: LoopAuthenticator,
@@ -352,9 +363,9 @@ def test_an_allowed_ip_still_needs_an_allowed_key(
     )
 
 
+@needs_second_loopback
 def test_require_zap_applies_the_ip_lists_to_a_null_server(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     make_server: Callable[..., Server],
     auth: LoopAuthenticator,
@@ -397,7 +408,6 @@ def test_curve_server_refuses_again_once_the_authenticator_stopped(
 
 def test_a_curve_server_refuses_even_allowed_clients_after_the_authenticator_stops(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     auth: LoopAuthenticator,
@@ -423,8 +433,66 @@ def test_security_set_after_bind_is_refused(
         sock.close(linger=0)
 
 
+def test_apply_curve_makes_a_server_and_a_client_that_talk(
+    clients: Clients,
+    loop: PollLoop,
+    make_server: Callable[..., Server],
+    auth: LoopAuthenticator,
+    server_keys: tuple[bytes, bytes],
+    friend_keys: tuple[bytes, bytes],
+) -> None:
+    server = make_server(lambda s: apply_curve(s, server_secret=server_keys[1]))
+    configure = lambda s: apply_curve(s, client_secret=friend_keys[1], server_public=server_keys[0])  # noqa: E731
+    clients.send(server.endpoint, b"hello", configure)
+    run_until(loop, lambda: bool(server.received))
+    assert server.received == [[b"hello"]]
+    assert server.sock.mechanism == zmq.CURVE
+
+
+def test_apply_curve_without_keys_leaves_the_socket_alone(ctx: zmq.Context[Any]) -> None:
+    sock = ctx.socket(zmq.PULL)
+    try:
+        apply_curve(sock)
+        assert sock.mechanism == zmq.NULL
+    finally:
+        sock.close(linger=0)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ("server_secret", "client_secret"),
+        ("server_secret", "server_public"),
+        ("client_secret",),
+        ("server_public",),
+    ],
+    ids="+".join,
+)
+def test_apply_curve_refuses_a_mix_of_roles(ctx: zmq.Context[Any], given: tuple[str, ...]) -> None:
+    public, secret = zmq.curve_keypair()
+    keys: dict[str, Any] = {name: secret if name.endswith("secret") else public for name in given}
+    sock = ctx.socket(zmq.PULL)
+    try:
+        with pytest.raises(ValueError):
+            apply_curve(sock, **keys)
+        assert sock.mechanism == zmq.NULL
+    finally:
+        sock.close(linger=0)
+
+
 # ---------------------------------------------------------------------------
 # The authenticator itself
+
+
+def test_stop_is_idempotent_and_safe_after_the_loop_and_context_are_gone(
+    ctx: zmq.Context[Any], loop: PollLoop
+) -> None:
+    auth = start_auth(ctx, loop)
+    loop.close()
+    ctx.destroy(linger=0)
+    auth.stop()
+    auth.stop()
+    assert not auth.running
 
 
 def test_the_authenticator_starts_no_thread(ctx: zmq.Context[Any], loop: PollLoop) -> None:
@@ -470,7 +538,6 @@ class Provider:
 @pytest.mark.parametrize("suspend", [False, True], ids=["raises", "suspends"])
 def test_a_failing_credentials_callback_refuses_with_500_and_zap_keeps_serving(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     auth: LoopAuthenticator,
@@ -502,7 +569,6 @@ def test_curve_allow_any_must_be_asked_for_explicitly(ctx: zmq.Context[Any], loo
 
 def test_curve_allow_any_admits_an_unknown_key(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     auth: LoopAuthenticator,
@@ -524,7 +590,6 @@ def test_a_missing_key_directory_is_an_error_not_a_log_line(
 
 def test_a_server_on_its_own_domain_checks_only_that_domains_keys(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     make_server: Callable[..., Server],
     auth: LoopAuthenticator,
@@ -605,7 +670,6 @@ def test_clients_whose_public_key_file_is_in_the_directory_are_served(
 
 def test_raw_32_byte_keys_work_like_z85_keys(
     clients: Clients,
-    ctx: zmq.Context[Any],
     loop: PollLoop,
     curve_srv: Server,
     server_keys: tuple[bytes, bytes],
