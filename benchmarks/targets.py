@@ -1,0 +1,75 @@
+"""The targets of the performance issue, checked against the medians of one run."""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+from harness import Results
+
+Key = Tuple[str, str, str]
+
+
+def _ratio(results: Results, num: Key, den: Key) -> Optional[float]:
+    a, b = results.median(*num), results.median(*den)
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _line(name: str, value: Optional[float], ok: Optional[bool], shown: str) -> str:
+    verdict = "n/a " if ok is None else ("PASS" if ok else "FAIL")
+    return f"  {verdict}  {name:<58} {shown if value is not None else 'not measured'}"
+
+
+def check(results: Results, sizes: Any) -> List[str]:
+    """One line per target: PASS / FAIL / n/a, the measured ratio or value."""
+    tp, lat, tm = "throughput", "latency", "timers"
+    n = sizes.timers
+    kmax = f"K={max(sizes.fanin_k)}"
+    kmin = f"K={min(sizes.fanin_k)}"
+    ratios = [
+        ("register (frames) >= 1.4x poller-drain, prefilled",
+         (tp, "prefilled", "pf-register"), (tp, "prefilled", "poller-drain"), 1.4),
+        ("register (frames) >= 15x zmqstream, prefilled",
+         (tp, "prefilled", "pf-register"), (tp, "prefilled", "zmqstream"), 15.0),
+        ("register (frames) >= 15x zmqstream, streaming",
+         (tp, "streaming", "pf-register"), (tp, "streaming", "zmqstream"), 15.0),
+        ("Stream.on_recv >= 1.2x poller-drain, prefilled",
+         (tp, "prefilled", "pf-stream"), (tp, "prefilled", "poller-drain"), 1.2),
+        ("single-frame >= 0.7x raw, prefilled",
+         (tp, "prefilled", "pf-single"), (tp, "prefilled", "raw"), 0.7),
+        ("single-frame >= 0.85x raw, streaming",
+         (tp, "streaming", "pf-single"), (tp, "streaming", "raw"), 0.85),
+        ("REP via register >= 0.85x raw REP",
+         (lat, "REQ/REP", "pf-register"), (lat, "REQ/REP", "raw"), 0.85),
+        ("REP via Stream >= 0.85x raw REP",
+         (lat, "REQ/REP", "pf-stream"), (lat, "REQ/REP", "raw"), 0.85),
+        ("REP via register >= 1.3x zmqstream",
+         (lat, "REQ/REP", "pf-register"), (lat, "REQ/REP", "zmqstream"), 1.3),
+        ("REP via Stream >= 1.3x zmqstream",
+         (lat, "REQ/REP", "pf-stream"), (lat, "REQ/REP", "zmqstream"), 1.3),
+        (f"fan-in {kmax}: register >= 1.0x poller-drain",
+         ("fan-in", kmax, "pf-register"), ("fan-in", kmax, "poller-drain"), 1.0),
+        (f"idle poll {kmax} within 5x of {kmin} (speed ratio >= 0.2)",
+         ("idle poll", kmin, "pf-register"), ("idle poll", kmax, "pf-register"), 0.2),
+        ("call_later(0) >= 2x asyncio",
+         (tm, f"call_later(0) x{n:,}", "pf-loop"), (tm, f"call_later(0) x{n:,}", "asyncio"), 2.0),
+        ("call_later(0) >= 4x tornado",
+         (tm, f"call_later(0) x{n:,}", "pf-loop"), (tm, f"call_later(0) x{n:,}", "tornado"), 4.0),
+        ("schedule+cancel O(n log n): rate at n >= 0.5x rate at n/10",
+         (tm, f"schedule+cancel x{n:,}", "pf-loop"), (tm, f"schedule+cancel x{n // 10:,}", "pf-loop"), 0.5),
+        ("PongProc >= 0.8x raw JSON REP loop",
+         ("end to end", "JSON ping-pong", "PongProc"), ("end to end", "JSON ping-pong", "raw-json-rep"), 0.8),
+    ]
+    lines = []
+    for name, num, den, threshold in ratios:
+        value = _ratio(results, num, den)
+        ok = None if value is None else value >= threshold
+        lines.append(_line(name, value, ok, f"{value:.2f}x" if value is not None else ""))
+    for row in results.rows.values():
+        if row.scenario == "memory" and row.competitor.startswith("pf-") and row.median is not None:
+            lines.append(_line(f"RSS growth < 1 MiB ({row.competitor})", row.median,
+                               row.median < 1024, f"{row.median:.0f} KiB"))
+        if row.scenario == "idle" and row.competitor == "pf-loop" and row.median is not None:
+            lines.append(_line("idle loop < 1% of a core", row.median, row.median < 1.0,
+                               f"{row.median:.3f} %"))
+    return lines
