@@ -131,21 +131,23 @@ class ZmqProcess(multiprocessing.Process):
         if control is None:
             raise RuntimeError(f"{self.name}: call start() before wait_ready()")
         ready = multiprocessing.connection.wait([control, self.sentinel], timeout)
-        if control in ready:
-            try:
+        if not ready:
+            raise ReadyTimeout(f"{self.name} was not ready after {timeout} s")
+        kind: Any = None
+        payload: Any = None
+        try:
+            if control in ready:
                 kind, payload = control.recv()
-            except (EOFError, OSError):
-                kind, payload = _FAILED, "closed its control pipe"
-            if kind == _READY:
-                self.endpoints = list(payload)
-                self._ready = True
-                return list(self.endpoints)
-            self.join(1.0)
+        except (EOFError, OSError):
+            pass  # it died without a word
+        if kind == _READY:
+            self.endpoints = list(payload)
+            self._ready = True
+            return list(self.endpoints)
+        self.join(1.0)
+        if kind == _FAILED:
             raise ProcessNotReady(f"{self.name} failed before it was ready: {payload}")
-        if ready:
-            self.join(1.0)
-            raise ProcessNotReady(f"{self.name} exited with code {self.exitcode} before it was ready")
-        raise ReadyTimeout(f"{self.name} was not ready after {timeout} s")
+        raise ProcessNotReady(f"{self.name} exited with code {self.exitcode} before it was ready")
 
     def shutdown(self, timeout: float = 1.0) -> int | None:
         """Stop the child and wait for it: ask, then terminate, then kill.

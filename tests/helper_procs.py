@@ -1,20 +1,63 @@
 """Small ZmqProcess subclasses for the process tests.
 
 They live in their own module, importable by name, so that the ``spawn``
-and ``forkserver`` start methods can unpickle them in the child.
+and ``forkserver`` start methods can unpickle them in the child. Each can
+send the child's stderr to a file, so a test can check that a shutdown left
+no traceback whatever the start method (a forkserver child would otherwise
+write to the forkserver's stderr, not the test's).
 """
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
 import zmq
 
 from pollframe.process import ZmqProcess
 
+EXAMPLE_APP = Path(__file__).resolve().parents[1] / "examples" / "example_app"
+if str(EXAMPLE_APP) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE_APP))
 
-class EchoProc(ZmqProcess):
+from pongproc import PongProc  # noqa: E402  (needs the path above)
+
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+
+def redirect_stderr(path: str | None) -> None:
+    """Send this process's stderr (the fd and ``sys.stderr``) to *path*."""
+    if path is None:
+        return
+    stream = open(path, "w", buffering=1)
+    os.dup2(stream.fileno(), 2)
+    sys.stderr = stream
+
+
+class StderrToFile(ZmqProcess):
+    """Mixin: ``stderr_path`` (set before start) receives the child's stderr."""
+
+    stderr_path: str | None = None
+
+    def run(self) -> None:
+        redirect_stderr(self.stderr_path)
+        super().run()
+
+
+class CapturedPongProc(StderrToFile, PongProc):
+    """The example's PongProc, with its stderr in a file."""
+
+    def __init__(self, bind_addr: Any, stderr_path: str, *, mp_context: Any = None) -> None:
+        super().__init__(bind_addr, mp_context=mp_context)
+        self.stderr_path = stderr_path
+
+
+class EchoProc(StderrToFile):
     """Binds one REP stream per address and echoes each request; ``stop`` stops it."""
 
-    def __init__(self, *addrs: str, mp_context: object = None) -> None:
+    def __init__(self, *addrs: Any, mp_context: Any = None) -> None:
         super().__init__(mp_context=mp_context)
         self.addrs = addrs
 
@@ -24,7 +67,7 @@ class EchoProc(ZmqProcess):
             stream, _ = self.stream(zmq.REP, addr, bind=True)
             stream.on_recv(self._echo(stream))
 
-    def _echo(self, stream):
+    def _echo(self, stream: Any) -> Any:
         def echo(frames: list[bytes]) -> None:
             stream.send_multipart(frames)
             if frames == [b"stop"]:
@@ -33,7 +76,7 @@ class EchoProc(ZmqProcess):
         return echo
 
 
-class BadAddressProc(ZmqProcess):
+class BadAddressProc(StderrToFile):
     """Fails in setup(): the parent's wait_ready() must say why."""
 
     def setup(self) -> None:
@@ -41,8 +84,27 @@ class BadAddressProc(ZmqProcess):
         self.stream(zmq.REP, "no-such-transport://x", bind=True)
 
 
-class ForgetfulProc(ZmqProcess):
+class ForgetfulProc(StderrToFile):
     """Overrides setup() without calling super().setup()."""
 
     def setup(self) -> None:
         pass
+
+
+class DiesInSetupProc(StderrToFile):
+    """Exits with code 3 in setup(), without a word to the parent."""
+
+    def setup(self) -> None:
+        os._exit(3)
+
+
+class GatedSetupProc(StderrToFile):
+    """Its setup() waits until the parent sets ``gate`` (a multiprocessing Event)."""
+
+    def __init__(self, gate: Any, *, mp_context: Any = None) -> None:
+        super().__init__(mp_context=mp_context)
+        self.gate = gate
+
+    def setup(self) -> None:
+        self.gate.wait()
+        super().setup()

@@ -1,0 +1,391 @@
+"""ZmqProcess: real children under fork, spawn and forkserver, real sockets.
+
+The stream() factory and run() are also checked in this process, where a
+test can look at the sockets directly.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+
+import pytest
+import zmq
+from helper_procs import (
+    START_METHODS,
+    BadAddressProc,
+    CapturedPongProc,
+    DiesInSetupProc,
+    EchoProc,
+    ForgetfulProc,
+    GatedSetupProc,
+)
+
+from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
+
+pytestmark = pytest.mark.timeout(30)
+
+REPLY_TIMEOUT_MS = 5000
+
+
+@pytest.fixture(params=START_METHODS)
+def method(request):
+    return request.param
+
+
+@pytest.fixture(scope="module", params=START_METHODS)
+def shared_pong(request, tmp_path_factory):
+    """One PongProc per start method for the tests that leave it running: its endpoint."""
+    stderr_path = tmp_path_factory.mktemp("pong") / "stderr"
+    proc = CapturedPongProc("127.0.0.1", str(stderr_path), mp_context=request.param)
+    proc.start()
+    try:
+        (endpoint,) = proc.wait_ready(timeout=10)
+        yield endpoint
+    finally:
+        proc.shutdown(timeout=1.0)
+
+
+@pytest.fixture
+def children():
+    """Processes started by a test; shut down (stop, terminate, kill) however it ends."""
+    started: list[ZmqProcess] = []
+    yield started
+    for proc in started:
+        proc.shutdown(timeout=1.0)
+
+
+@pytest.fixture
+def client(ctx):
+    """Make REQ sockets connected to an endpoint; they give up after 5 s instead of hanging."""
+
+    def connect(endpoint: str, sock_type: int = zmq.REQ) -> zmq.Socket:
+        sock = ctx.socket(sock_type)
+        sock.linger = 0
+        sock.rcvtimeo = REPLY_TIMEOUT_MS
+        sock.connect(endpoint)
+        return sock
+
+    return connect
+
+
+def request(sock: zmq.Socket, frame: bytes) -> list:
+    sock.send(frame)
+    return json.loads(sock.recv())
+
+
+def start(children, proc: ZmqProcess) -> list[str]:
+    children.append(proc)
+    proc.start()
+    return proc.wait_ready(timeout=10)
+
+
+@pytest.fixture
+def pong(children, method, tmp_path):
+    """A PongProc child on a random port: (process, endpoint, path of its stderr)."""
+    stderr_path = tmp_path / "pong.stderr"
+    proc = CapturedPongProc("127.0.0.1", str(stderr_path), mp_context=method)
+    (endpoint,) = start(children, proc)
+    return proc, endpoint, stderr_path
+
+
+# ------------------------------------------------------------ PongProc, a real child
+
+
+def test_pong_proc_answers_each_ping_with_a_pong_of_the_same_count(shared_pong, client):
+    sock = client(shared_pong)
+    for count in (0, 1, 7):
+        assert request(sock, json.dumps(["ping", [count], {}]).encode()) == ["pong", [count], {}]
+
+
+def test_pong_proc_reads_the_seeds_pair_form_too(shared_pong, client):
+    assert request(client(shared_pong), b'["ping", 3]') == ["pong", [3], {}]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"not json", b'{"ping": 1}', b'["ping", ["three"], {}]', b'["_private", [], {}]', b'["run", [], {}]'],
+)
+def test_a_malformed_request_gets_an_error_reply_and_the_next_ping_is_served(shared_pong, client, bad):
+    sock = client(shared_pong)
+    msg_type, (reason,), kwargs = request(sock, bad)
+    assert (msg_type, kwargs) == ("error", {})
+    assert isinstance(reason, str) and reason and "Traceback" not in reason
+    assert request(sock, b'["ping", [1], {}]') == ["pong", [1], {}]
+
+
+def test_a_dealer_peer_is_served_through_its_envelope(shared_pong, client):
+    sock = client(shared_pong, zmq.DEALER)
+    sock.send_multipart([b"", b'["ping", [1], {}]'])
+    sock.send_multipart([b"", b'["ping", [2], {}]'])
+    assert sock.recv_multipart() == [b"", b'["pong", [1], {}]']
+    assert sock.recv_multipart() == [b"", b'["pong", [2], {}]']
+
+
+def test_plzdiekthxbye_is_answered_with_bye_and_the_process_exits_0(pong, client):
+    proc, endpoint, stderr_path = pong
+    assert request(client(endpoint), b'["plzdiekthxbye", [], {}]') == ["bye", [], {}]
+    proc.join(timeout=5)
+    assert proc.exitcode == 0
+    assert "Traceback" not in stderr_path.read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_the_child_with_exit_code_0_within_a_second(pong, client, signum):
+    proc, endpoint, stderr_path = pong
+    assert request(client(endpoint), b'["ping", [0], {}]') == ["pong", [0], {}]
+    os.kill(proc.pid, signum)
+    proc.join(timeout=1.0)
+    assert proc.exitcode == 0
+    assert stderr_path.read_text() == ""
+
+
+def test_stop_from_the_parent_ends_the_child_with_exit_code_0(pong):
+    proc, _, stderr_path = pong
+    proc.stop()
+    proc.join(timeout=5)
+    assert proc.exitcode == 0
+    assert stderr_path.read_text() == ""
+
+
+def test_the_child_stops_when_the_parent_end_of_its_control_pipe_closes(pong):
+    # What the kernel does to the pipe when the parent dies.
+    proc, _, _ = pong
+    proc._control.close()
+    proc.join(timeout=5)
+    assert proc.exitcode == 0
+
+
+# ------------------------------------------------------------ wait_ready and start-up
+
+
+def test_wait_ready_returns_every_endpoint_the_child_bound(children, method, tmp_path):
+    ipc = f"ipc://{tmp_path}/echo.sock"
+    endpoints = start(children, EchoProc("127.0.0.1", ipc, mp_context=method))
+    assert endpoints[0].startswith("tcp://127.0.0.1:") and endpoints[1] == ipc
+    assert children[0].wait_ready() == endpoints
+    assert children[0].endpoints == endpoints
+
+
+def test_the_random_port_reported_by_wait_ready_is_served(children, client):
+    (endpoint,) = start(children, EchoProc("127.0.0.1"))
+    sock = client(endpoint)
+    sock.send(b"hello")
+    assert sock.recv() == b"hello"
+
+
+def test_a_setup_that_fails_is_reported_by_wait_ready_with_its_reason(children, method, tmp_path):
+    proc = BadAddressProc(mp_context=method)
+    proc.stderr_path = str(tmp_path / "stderr")
+    children.append(proc)
+    proc.start()
+    with pytest.raises(ProcessNotReady, match="bad address 'no-such-transport://x'"):
+        proc.wait_ready(timeout=10)
+    proc.join(timeout=5)
+    assert proc.exitcode == 1
+
+
+def test_a_setup_that_skips_super_setup_is_reported(children, tmp_path):
+    proc = ForgetfulProc()
+    proc.stderr_path = str(tmp_path / "stderr")
+    children.append(proc)
+    proc.start()
+    with pytest.raises(ProcessNotReady, match=r"must call super\(\).setup\(\)"):
+        proc.wait_ready(timeout=10)
+
+
+def test_a_child_that_dies_before_it_is_ready_is_reported_with_its_exit_code(children, method):
+    proc = DiesInSetupProc(mp_context=method)
+    children.append(proc)
+    proc.start()
+    with pytest.raises(ProcessNotReady, match="exited with code 3"):
+        proc.wait_ready(timeout=10)
+
+
+def test_wait_ready_times_out_when_setup_does_not_finish(children, tmp_path):
+    gate = multiprocessing.get_context("fork").Event()
+    proc = GatedSetupProc(gate, mp_context="fork")
+    proc.stderr_path = str(tmp_path / "stderr")
+    children.append(proc)
+    proc.start()
+    try:
+        with pytest.raises(ReadyTimeout):
+            proc.wait_ready(timeout=0.1)
+    finally:
+        gate.set()
+    assert proc.wait_ready(timeout=10) == []
+
+
+def test_wait_ready_before_start_is_an_error():
+    with pytest.raises(RuntimeError, match="start"):
+        EchoProc().wait_ready(timeout=0)
+
+
+def test_shutdown_of_a_process_never_started_returns_none():
+    assert EchoProc().shutdown() is None
+
+
+# ------------------------------------------------------------ the stream() factory, in this process
+
+
+@pytest.fixture
+def local():
+    """A ZmqProcess set up in this process (no child), torn down after the test."""
+    proc = ZmqProcess()
+    proc.setup()
+    yield proc
+    proc.teardown()
+
+
+def test_stream_binds_a_random_port_and_returns_it(local):
+    stream, port = local.stream(zmq.PULL, "127.0.0.1", bind=True)
+    assert stream.socket.last_endpoint.decode() == f"tcp://127.0.0.1:{port}"
+    assert local.endpoints == [f"tcp://127.0.0.1:{port}"]
+
+
+def test_stream_connects_to_host_port_and_returns_the_port(local, ctx):
+    server = ctx.socket(zmq.REP)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    stream, got = local.stream(zmq.REQ, ("127.0.0.1", port), bind=False)
+    assert got == port
+    assert local.endpoints == []  # only binds are reported
+    stream.send(b"hi")
+    assert server.recv() == b"hi"
+
+
+def test_stream_has_no_port_for_ipc_and_inproc(local, tmp_path):
+    assert local.stream(zmq.PULL, f"ipc://{tmp_path}/s", bind=True)[1] is None
+    assert local.stream(zmq.PULL, "inproc://s", bind=True)[1] is None
+
+
+def test_stream_binds_ipv6_in_brackets(local):
+    try:
+        _, port = local.stream(zmq.PULL, "[::1]", bind=True)
+    except zmq.ZMQError as exc:  # a host without IPv6
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    assert local.endpoints == [f"tcp://[::1]:{port}"]
+
+
+def test_a_bad_address_raises_a_value_error_naming_it(local):
+    with pytest.raises(ValueError, match="'127.0.0.1:http'"):
+        local.stream(zmq.PULL, "127.0.0.1:http", bind=True)
+
+
+def test_a_sub_stream_sends_its_subscription(local, ctx):
+    xpub = ctx.socket(zmq.XPUB)
+    xpub.rcvtimeo = REPLY_TIMEOUT_MS
+    port = xpub.bind_to_random_port("tcp://127.0.0.1")
+    local.stream(zmq.SUB, f"127.0.0.1:{port}", bind=False, subscribe="news")
+    assert xpub.recv() == b"\x01news"
+
+
+def test_stream_options_are_set_before_the_socket_is_used(local):
+    stream, _ = local.stream(
+        zmq.DEALER,
+        "inproc://opts",
+        bind=True,
+        linger=0.25,
+        heartbeat=0.5,
+        heartbeat_timeout=1.5,
+        heartbeat_ttl=2.0,
+        sockopts={zmq.SNDHWM: 7},
+    )
+    sock = stream.socket
+    assert sock.linger == 250
+    assert sock.getsockopt(zmq.MAXMSGSIZE) == 1 << 20
+    assert sock.getsockopt(zmq.HEARTBEAT_IVL) == 500
+    assert sock.getsockopt(zmq.HEARTBEAT_TIMEOUT) == 1500
+    assert sock.getsockopt(zmq.HEARTBEAT_TTL) == 2000
+    assert sock.getsockopt(zmq.SNDHWM) == 7
+
+
+def test_stream_defaults_come_from_the_class(local):
+    sock = local.stream(zmq.DEALER, "inproc://defaults", bind=True)[0].socket
+    assert sock.linger == 500
+    assert sock.getsockopt(zmq.HEARTBEAT_IVL) == 0
+    assert local.stream(zmq.DEALER, "inproc://x", bind=True, max_msg_size=-1)[0].socket.getsockopt(
+        zmq.MAXMSGSIZE
+    ) == -1
+
+
+def test_heartbeat_details_without_heartbeat_are_refused(local):
+    with pytest.raises(ValueError, match="heartbeat"):
+        local.stream(zmq.DEALER, "inproc://hb", bind=True, heartbeat_timeout=1.0)
+
+
+def test_a_curve_server_without_an_authenticator_is_refused(local):
+    from pollframe.auth import AuthError
+
+    secret = zmq.curve_keypair()[1]
+    with pytest.raises(AuthError):
+        local.stream(zmq.ROUTER, "127.0.0.1", bind=True, curve_secret_key=secret)
+
+
+def test_stream_calls_the_callback_with_each_message(local):
+    got: list = []
+
+    def on_message(frames: list) -> None:
+        got.append(frames)
+        local.stop()
+
+    local.stream(zmq.PULL, "inproc://cb", bind=True, callback=on_message)
+    push = local.context.socket(zmq.PUSH)  # inproc: same context
+    push.connect("inproc://cb")
+    push.send_multipart([b"a", b"b"])
+    local.loop.run()
+    assert got == [[b"a", b"b"]]
+
+
+def test_stream_before_setup_is_an_error():
+    with pytest.raises(RuntimeError, match="setup"):
+        ZmqProcess().stream(zmq.PULL, "127.0.0.1", bind=True)
+
+
+def test_teardown_closes_every_stream_and_the_context(local):
+    stream, _ = local.stream(zmq.PULL, "127.0.0.1", bind=True)
+    local.teardown()
+    assert stream.closed and local.loop.closed and local.context.closed
+
+
+# ------------------------------------------------------------ run() in this process
+
+
+class StopsItself(ZmqProcess):
+    def setup(self) -> None:
+        super().setup()
+        self.stream(zmq.PULL, "127.0.0.1", bind=True)
+        self.loop.call_soon(self.stop)
+
+
+def test_run_in_process_returns_after_stop_and_cleans_up():
+    proc = StopsItself()
+    proc.run()
+    assert proc.loop.closed and proc.context.closed
+
+
+def test_run_in_process_gives_the_caller_its_signal_handlers_back():
+    before = {signum: signal.getsignal(signum) for signum in ZmqProcess.stop_signals}
+    StopsItself().run()
+    assert {signum: signal.getsignal(signum) for signum in ZmqProcess.stop_signals} == before
+
+
+def test_stop_from_another_thread_ends_an_in_process_run():
+    proc = ZmqProcess()
+    started = threading.Event()
+
+    class Announces(ZmqProcess):
+        def setup(self) -> None:
+            super().setup()
+            self.loop.call_soon(started.set)
+
+    proc = Announces()
+    stopper = threading.Thread(target=lambda: (started.wait(10), proc.stop()))
+    stopper.start()
+    try:
+        proc.run()
+    finally:
+        stopper.join()
+    assert proc.loop.closed
