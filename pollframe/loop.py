@@ -132,23 +132,23 @@ class PollLoop:
 
         A zero ``events`` keeps the registration but leaves it out of polls.
         """
-        key = target if isinstance(target, zmq.Socket) else _fileno(target)
+        key = _key_of(target)
         if self._closed:
             raise RuntimeError("this PollLoop is closed")
         self._handlers[key] = handler
         self._events[key] = events
         if own:
             self._owned[key] = target
-        self._items = None
+        self._changed(key)
 
     def set_events(self, target: Union[zmq.Socket, FileLike], events: int) -> None:
         """Change which events a registered target is polled for (0: none for now)."""
-        key = target if isinstance(target, zmq.Socket) else _fileno(target)
+        key = _key_of(target)
         if key not in self._handlers:
             raise KeyError(f"{target!r} is not registered on this loop")
         if self._events[key] != events:
             self._events[key] = events
-            self._items = None
+            self._changed(key)
 
     def unregister(self, target: Union[zmq.Socket, FileLike]) -> None:
         """Stop watching ``target``; safe from any callback, even in the same pass.
@@ -156,16 +156,24 @@ class PollLoop:
         A callback of ``target`` whose event was already polled in this pass
         is not called afterwards. Unregistering an unknown target is a no-op.
         """
-        key = target if isinstance(target, zmq.Socket) else _fileno(target)
+        key = _key_of(target)
         if key == self._wake_r:
             return
         if self._handlers.pop(key, None) is not None:
             del self._events[key]
             self._owned.pop(key, None)
-            self._items = None
+            self._changed(key)
+
+    def touched(self, sock: zmq.Socket) -> None:
+        """``sock`` was sent on or read outside its own callback.
+
+        Nothing to do for ``zmq_poll``, which looks at every socket on every
+        pass; an edge-triggered backend (EpollLoop) re-checks the socket.
+        Streams call this after each send.
+        """
 
     def is_registered(self, target: Union[zmq.Socket, FileLike]) -> bool:
-        key = target if isinstance(target, zmq.Socket) else _fileno(target)
+        key = _key_of(target)
         return key in self._handlers
 
     def reader(
@@ -314,12 +322,30 @@ class PollLoop:
     def _run_once(self, timeout: Optional[float]) -> None:
         # Phase 1: how long may we sleep?
         ms = self._poll_timeout_ms(timeout)
-        # Phase 2: poll. The item list is rebuilt only after a registration changed.
+        # Phase 2: poll.
+        events = self._poll(ms)
+        # Phase 3: dispatch — the only place where callbacks are called.
+        self._dispatch(events)
+        if self._timers._heap:
+            self._run_timers()
+        ready = self._ready
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled:
+                self._call(handle)
+
+    def _changed(self, key: Any) -> None:
+        """A registration changed: the cached poll item list is stale."""
+        self._items = None
+
+    def _poll(self, ms: int) -> List[Tuple[Any, int]]:
+        """``zmq_poll`` over the cached item list, rebuilt only after a registration changed."""
         items = self._items
         if items is None:
             items = self._items = [(key, ev) for key, ev in self._events.items() if ev]
-        events = zmq_poll(items, ms)
-        # Phase 3: dispatch — the only place where callbacks are called.
+        return zmq_poll(items, ms)
+
+    def _dispatch(self, events: List[Tuple[Any, int]]) -> None:
         handlers = self._handlers
         for key, revents in events:
             handler = handlers.get(key)
@@ -330,13 +356,6 @@ class PollLoop:
                     self._io_failed(key, exc)
             elif isinstance(key, int):
                 self._drop_closed_sockets()
-        if self._timers._heap:
-            self._run_timers()
-        ready = self._ready
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if not handle.cancelled:
-                self._call(handle)
 
     def _poll_timeout_ms(self, timeout: Optional[float]) -> int:
         """Milliseconds to poll, rounded up so that a due timer is never polled past early."""
@@ -415,6 +434,11 @@ class PollLoop:
             return signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         except ValueError:
             return None
+
+
+def _key_of(target: Union[zmq.Socket, FileLike]) -> Any:
+    """A zmq socket is its own key; anything else is keyed by its file descriptor."""
+    return target if isinstance(target, zmq.Socket) else _fileno(target)
 
 
 def _fileno(target: FileLike) -> int:

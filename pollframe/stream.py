@@ -46,6 +46,7 @@ class Stream:
         self.socket = sock
         self.loop = loop
         self.unroutable = 0
+        self._touched = loop.touched
         self._queue: Deque[Sequence[Any]] = deque()
         self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None
         self._handler_for: Any = False  # the callback the registered handler was built for
@@ -78,6 +79,7 @@ class Stream:
         except zmq.ZMQError as exc:
             if not self._peer_gone(exc, frames):
                 raise
+        self._touched(self.socket)
 
     def send(self, data: Any) -> None:
         """Send one frame (bytes, or anything with the buffer interface)."""
