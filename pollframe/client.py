@@ -1,0 +1,230 @@
+"""RequestClient: a blocking request/reply client that survives a dead server.
+
+Theory of operation
+-------------------
+This is the zguide's *Lazy Pirate* pattern. A plain REQ socket waits
+forever for a reply that a crashed server will never send, and it refuses
+to send again before that reply came (``EFSM``). So each attempt sends the
+request and polls for the reply until its deadline. When the deadline
+passes, the socket is closed with ``linger=0`` (whatever it still held is
+thrown away, a late reply included) and the next attempt opens a fresh
+socket and sends the request again. After the last attempt
+:class:`RequestTimeout` is raised; the client stays usable and the next
+request starts on a fresh socket, so a server restarted on the same address
+answers it.
+
+A retried request may be served twice (the first copy reached the server,
+its reply did not come back in time): retry only requests that are safe to
+repeat, or pass ``retries=1``.
+
+The client is meant for programs and tests that may block: a command-line
+tool, a main job talking to its processes. Inside a :class:`PollLoop`
+process use a Stream instead. One client serves one thread; make it in the
+process that uses it (it may own a zmq context, and a context must not
+cross a fork).
+
+Deadlines and signals: pyzmq restarts a ``zmq_poll`` interrupted by a
+signal with the elapsed time rounded down to whole seconds, so under a
+continuous storm of signals an attempt can last up to about one second
+longer than its timeout. Ordinary signals (one ``SIGCHLD`` now and then)
+cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import zmq
+from zmq.backend import zmq_poll
+
+from pollframe.address import parse_address
+from pollframe.codec import Codec, JsonCodec, Triple
+
+__all__ = ["RemoteError", "RequestClient", "RequestTimeout"]
+
+
+class RequestTimeout(TimeoutError):
+    """No reply came within the timeout of any attempt.
+
+    ``endpoint``, ``attempts`` and ``timeout`` (seconds per attempt) say
+    what was tried.
+    """
+
+    def __init__(self, endpoint: str, attempts: int, timeout: float) -> None:
+        super().__init__(
+            f"no reply from {endpoint} after {attempts} attempt(s) of {timeout:g} s each"
+        )
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.timeout = timeout
+
+
+class RemoteError(RuntimeError):
+    """The server answered ``["error", [reason], {}]``; ``reason`` is its text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RequestClient:
+    """A REQ client with a deadline per attempt and a fresh socket per retry.
+
+    ``endpoint`` takes the forms of ``ZmqProcess.stream()`` for connecting:
+    ``"host:port"``, ``("host", port)`` or a ``tcp://``, ``ipc://`` or
+    ``inproc://`` endpoint. ``timeout`` is the seconds each attempt waits
+    for its reply, ``retries`` the number of attempts (1: no retry).
+    ``context`` is used if given (``inproc://`` needs the server's);
+    otherwise the client makes its own and destroys it in :meth:`close`.
+    ``sockopts`` are set on every socket before it connects. ``codec``
+    encodes :meth:`request` messages (default
+    :class:`~pollframe.codec.JsonCodec`).
+
+    Counters: ``timeouts`` counts attempts that timed out, ``sockets``
+    the sockets opened so far.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | tuple[str, int | str],
+        *,
+        timeout: float = 2.5,
+        retries: int = 3,
+        context: zmq.Context[Any] | None = None,
+        sockopts: Mapping[int, Any] | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        _check_policy(timeout, retries)
+        self.endpoint = parse_address(endpoint, bind=False).url
+        self.timeout = timeout
+        self.retries = retries
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+        self.sockopts = dict(sockopts or {})
+        self.timeouts = 0
+        self.sockets = 0
+        self._own_context = context is None
+        self._context: zmq.Context[Any] = zmq.Context() if context is None else context
+        self._socket: zmq.Socket[Any] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ API
+
+    def request(self, msg_type: str, /, *args: Any, **kwargs: Any) -> Triple:
+        """Send ``[msg_type, args, kwargs]`` and return the reply as a triple.
+
+        Raises :class:`RemoteError` for an ``"error"`` reply,
+        :class:`RequestTimeout` when every attempt timed out, and a
+        :class:`~pollframe.errors.MessageError` for a reply that cannot be
+        decoded.
+        """
+        frames = self.send_recv([self.codec.encode(msg_type, args, kwargs)])
+        reply_type, reply_args, reply_kwargs = self.codec.decode(frames[-1])
+        if reply_type == "error":
+            reason = reply_args[0] if reply_args else ""
+            raise RemoteError(reason if isinstance(reason, str) else repr(reason))
+        return reply_type, reply_args, reply_kwargs
+
+    def send_recv(
+        self,
+        frames: Sequence[Any],
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> list[bytes]:
+        """Send one multipart request and return the reply's frames.
+
+        ``timeout`` and ``retries`` override the client's for this request.
+        Raises :class:`RequestTimeout` after the last attempt.
+        """
+        if self._closed:
+            raise RuntimeError(f"this RequestClient for {self.endpoint} is closed")
+        timeout = self.timeout if timeout is None else timeout
+        retries = self.retries if retries is None else retries
+        _check_policy(timeout, retries)
+        for _ in range(retries):
+            reply = self._attempt(frames, time.monotonic() + timeout)
+            if reply is not None:
+                return reply
+            self.timeouts += 1
+            self._drop_socket()
+        raise RequestTimeout(self.endpoint, retries, timeout)
+
+    def close(self) -> None:
+        """Close the socket (linger 0) and the context if the client made it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_socket()
+        if self._own_context:
+            self._context.destroy(linger=0)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def socket(self) -> zmq.Socket[Any] | None:
+        """The current socket, or None between a timeout and the next request."""
+        return self._socket
+
+    def __enter__(self) -> RequestClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RequestClient {self.endpoint} timeout={self.timeout:g} retries={self.retries}>"
+
+    # ------------------------------------------------------------ internals
+
+    def _attempt(self, frames: Sequence[Any], deadline: float) -> list[bytes] | None:
+        """Send and wait for the reply until ``deadline``; None when it passed."""
+        sock = self._socket if self._socket is not None else self._open()
+        if not _wait(sock, zmq.POLLOUT, deadline):
+            return None
+        sock.send_multipart(frames, zmq.NOBLOCK)
+        if not _wait(sock, zmq.POLLIN, deadline):
+            return None
+        return sock.recv_multipart(zmq.NOBLOCK)
+
+    def _open(self) -> zmq.Socket[Any]:
+        sock = self._context.socket(zmq.REQ)
+        try:
+            sock.linger = 0
+            for option, value in self.sockopts.items():
+                sock.setsockopt(option, value)
+            sock.connect(self.endpoint)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        self._socket = sock
+        self.sockets += 1
+        return sock
+
+    def _drop_socket(self) -> None:
+        """Close the socket at once: a REQ that missed its reply cannot send again (EFSM)."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+
+def _wait(sock: zmq.Socket[Any], event: int, deadline: float) -> bool:
+    """Poll ``sock`` for ``event`` until ``deadline`` (monotonic seconds)."""
+    while True:
+        remaining = deadline - time.monotonic()
+        ms = math.ceil(remaining * 1000) if remaining > 0 else 0
+        if zmq_poll([(sock, event)], ms):
+            return True
+        if remaining <= 0:
+            return False
+
+
+def _check_policy(timeout: float, retries: int) -> None:
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
+        raise ValueError(f"retries must be an integer of at least 1, not {retries!r}")

@@ -1,0 +1,270 @@
+"""RequestClient (Lazy Pirate): deadlines, retries on fresh sockets, a server that dies and comes back.
+
+The servers here are ROUTER sockets served by a thread of the test (they
+decide which copy of a request to answer), and the example's PongProc in a
+real child process, SIGKILLed and restarted on the same port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Callable, Iterator
+
+import pytest
+import zmq
+from robust_peers import QuietPongProc
+
+from pollframe.client import RemoteError, RequestClient, RequestTimeout
+
+pytestmark = pytest.mark.timeout(20)
+
+Behaviour = Callable[[zmq.Socket, int, list], None]
+"""``behaviour(router, n, frames)``: serve the n-th request (from 0), frames with envelope."""
+
+
+class ThreadServer:
+    """A ROUTER on a random port, served by a thread that calls ``behaviour`` per request."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.linger = 0
+        self.router.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.router.last_endpoint.decode()
+        self.received: list[list[bytes]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._done.is_set():
+            if self.router.poll(20, zmq.POLLIN):
+                frames = self.router.recv_multipart()
+                self.received.append(frames)
+                self.behaviour(self.router, len(self.received) - 1, frames)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+        self.router.close(linger=0)
+        self.context.term()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Behaviour], ThreadServer]]:
+    servers: list[ThreadServer] = []
+
+    def start(behaviour: Behaviour) -> ThreadServer:
+        servers.append(ThreadServer(behaviour))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., RequestClient]]:
+    made: list[RequestClient] = []
+
+    def make(endpoint: str, **options: object) -> RequestClient:
+        made.append(RequestClient(endpoint, **options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def reply(router: zmq.Socket, frames: list, msg: list) -> None:
+    """Answer the request ``frames`` (identity, empty delimiter, body) with ``msg``."""
+    router.send_multipart(frames[:-1] + [json.dumps(msg).encode()])
+
+
+def pong(router: zmq.Socket, n: int, frames: list) -> None:
+    msg_type, args, kwargs = json.loads(frames[-1])
+    reply(router, frames, ["pong", args, kwargs])
+
+
+def never(router: zmq.Socket, n: int, frames: list) -> None:
+    """Receive and never answer: the server of a client that must time out."""
+
+
+def body(frames: list) -> list:
+    return json.loads(frames[-1])
+
+
+# --------------------------------------------------------------- replies
+
+
+def test_a_request_returns_the_reply_as_a_triple(serve, clients):
+    client = clients(serve(pong).endpoint)
+    assert client.request("ping", 7, flag=True) == ("pong", [7], {"flag": True})
+
+
+def test_an_error_reply_raises_remote_error_with_the_servers_reason(serve):
+    def refuse(router, n, frames):
+        reply(router, frames, ["error", ["unknown message type 'pign'"], {}])
+
+    with RequestClient(serve(refuse).endpoint) as client:
+        with pytest.raises(RemoteError, match="unknown message type 'pign'") as info:
+            client.request("pign", 1)
+    assert info.value.reason == "unknown message type 'pign'"
+
+
+def test_send_recv_carries_raw_frames_both_ways(serve, clients):
+    def echo(router, n, frames):
+        router.send_multipart(frames)
+
+    client = clients(serve(echo).endpoint)
+    assert client.send_recv([b"not json", b"\xff"]) == [b"not json", b"\xff"]
+
+
+def test_endpoint_forms_of_the_stream_factory_are_accepted(serve, clients):
+    port = int(serve(pong).endpoint.rsplit(":", 1)[1])
+    assert clients(f"127.0.0.1:{port}").request("ping", 1)[0] == "pong"
+    assert clients(("127.0.0.1", port)).request("ping", 2)[0] == "pong"
+
+
+# -------------------------------------------------------- timeouts, retries
+
+
+def test_an_unanswered_request_is_sent_once_per_attempt_each_on_a_fresh_socket(serve, clients):
+    server = serve(never)
+    client = clients(server.endpoint, timeout=0.1, retries=3)
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout) as info:
+        client.request("ping", 1)
+    elapsed = time.monotonic() - started
+    assert (info.value.attempts, info.value.timeout) == (3, 0.1)
+    assert elapsed >= 0.3  # no attempt gave up before its deadline
+    assert client.timeouts == 3 and client.sockets == 3
+    assert len({frames[0] for frames in server.received}) == 3  # three peers: three sockets
+    assert client.socket is None  # the timed-out socket is closed, not kept
+
+
+def test_a_retry_returns_the_reply_the_first_attempt_missed(serve, clients):
+    def answer_the_second_copy(router, n, frames):
+        if n >= 1:
+            pong(router, n, frames)
+
+    client = clients(serve(answer_the_second_copy).endpoint, timeout=0.1, retries=3)
+    assert client.request("ping", 5) == ("pong", [5], {})
+    assert client.timeouts == 1 and client.sockets == 2
+
+
+def test_after_the_last_retry_the_next_request_is_sent_without_efsm(serve, clients):
+    def drop_the_first(router, n, frames):
+        if n >= 1:
+            pong(router, n, frames)
+
+    client = clients(serve(drop_the_first).endpoint, timeout=0.1, retries=1)
+    with pytest.raises(RequestTimeout):
+        client.request("ping", 1)
+    assert client.request("ping", 2) == ("pong", [2], {})
+
+
+def test_a_late_reply_to_an_abandoned_attempt_is_never_returned(serve, clients):
+    held: list[list[bytes]] = []
+
+    def late(router, n, frames):
+        if n == 0:
+            held.append(frames)  # the first attempt: answered too late
+        elif n == 1:
+            pong(router, n, frames)
+            reply(router, held[0], ["late", body(held[0])[1], {}])
+        else:
+            pong(router, n, frames)
+
+    client = clients(serve(late).endpoint, timeout=0.2, retries=2)
+    assert client.request("ping", 1) == ("pong", [1], {})
+    assert client.request("ping", 2) == ("pong", [2], {})
+
+
+def test_per_request_timeout_and_retries_override_the_clients(serve, clients):
+    server = serve(never)
+    client = clients(server.endpoint, timeout=5.0, retries=5)
+    with pytest.raises(RequestTimeout) as info:
+        client.send_recv([b"[]"], timeout=0.05, retries=2)
+    assert (info.value.attempts, info.value.timeout) == (2, 0.05)
+    assert len(server.received) == 2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"timeout": 0}, {"timeout": -1.0}, {"retries": 0}, {"retries": 1.5}, {"retries": True}],
+)
+def test_a_timeout_or_retry_count_that_makes_no_sense_is_refused(options):
+    with pytest.raises(ValueError):
+        RequestClient("127.0.0.1:5555", **options)
+
+
+def test_a_bad_address_is_refused_before_any_socket_exists():
+    with pytest.raises(ValueError, match="bad address"):
+        RequestClient("127.0.0.1:*")
+
+
+def test_a_closed_client_refuses_requests_and_closing_twice_is_harmless(serve):
+    client = RequestClient(serve(pong).endpoint)
+    client.close()
+    client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.request("ping", 1)
+
+
+def test_a_context_given_to_the_client_outlives_it(serve):
+    ctx = zmq.Context()
+    try:
+        with RequestClient(serve(pong).endpoint, context=ctx) as client:
+            assert client.request("ping", 1)[0] == "pong"
+        assert not ctx.closed
+    finally:
+        ctx.destroy(linger=0)
+
+
+# ------------------------------------------------------ a server that dies
+
+
+@pytest.fixture
+def pong_procs(tmp_path) -> Iterator[Callable[[str], tuple[QuietPongProc, str]]]:
+    """Start PongProc children on an address; each is killed or shut down at the end."""
+    procs: list[QuietPongProc] = []
+
+    def start(addr: str) -> tuple[QuietPongProc, str]:
+        proc = QuietPongProc(addr)
+        proc.log_path = str(tmp_path / f"pong{len(procs)}.log")
+        procs.append(proc)
+        proc.start()
+        (endpoint,) = proc.wait_ready(timeout=10)
+        return proc, endpoint
+
+    yield start
+    for proc in procs:
+        proc.shutdown(timeout=1.0)
+
+
+def test_a_killed_server_times_out_at_the_deadline_and_its_restart_answers_every_request(
+    pong_procs, clients
+):
+    first, endpoint = pong_procs("127.0.0.1")
+    client = clients(endpoint, timeout=0.25, retries=2)
+    assert client.request("ping", 0) == ("pong", [0], {})
+
+    os.kill(first.pid, signal.SIGKILL)
+    first.join(5)
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout):
+        client.request("ping", 1)
+    elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 0.5 + 0.5  # two attempts of 0.25 s: at the deadline, not long after
+
+    second, endpoint_again = pong_procs(endpoint.removeprefix("tcp://"))
+    assert endpoint_again == endpoint
+    replies = [client.request("ping", n) for n in range(2, 52)]
+    assert replies == [("pong", [n], {}) for n in range(2, 52)]
+    assert second.is_alive()
