@@ -19,10 +19,9 @@ def main() -> int:
         (endpoint,) = pong.wait_ready(timeout=10)
         # The ping side runs right here; its last request stops PongProc.
         PingProc(endpoint, count=5, stop_pong=True).run()
-        pong.join(timeout=5)
-        return 0 if pong.exitcode == 0 else 1
     finally:
-        pong.shutdown()  # stop, terminate, kill: whatever it takes
+        exitcode = pong.shutdown(timeout=2)  # join; stop, terminate, kill if need be
+    return 0 if exitcode == 0 else 1
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ class PingProc(ZmqProcess):
     def run(self) -> None:
         """Run the exchange; exit with an error message if it failed."""
         super().run()
+        if self.failure is None and not self.pinger.done:
+            self.failure = "stopped before the exchange was done"
         if self.failure is not None:
             raise SystemExit(f"PingProc: {self.failure}")
 
