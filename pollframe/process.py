@@ -85,6 +85,9 @@ class ZmqProcess(multiprocessing.Process):
         if mp_context is not None and not isinstance(mp_context, str):
             mp_context = mp_context.get_start_method()
         self._mp_method: str | None = mp_context
+        if mp_context is not None:
+            # As multiprocessing's own SpawnProcess etc. do: the child's children use it too.
+            self._start_method = mp_context
         #: The :class:`zmq.Context`, made by :meth:`setup` in the running process.
         self.context: zmq.Context[Any] | None = None
         #: The :class:`~pollframe.loop.PollLoop`, made by :meth:`setup`.

@@ -9,6 +9,7 @@ write to the forkserver's stderr, not the test's).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -74,6 +75,15 @@ class EchoProc(StderrToFile):
                 self.stop()
 
         return echo
+
+
+class StartMethodProc(StderrToFile):
+    """Answers any request on its REP stream with the start method it runs under."""
+
+    def setup(self) -> None:
+        super().setup()
+        stream, _ = self.stream(zmq.REP, "127.0.0.1", bind=True)
+        stream.on_recv(lambda frames: stream.send_string(multiprocessing.get_start_method()))
 
 
 class BadAddressProc(StderrToFile):

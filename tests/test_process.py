@@ -22,6 +22,7 @@ from helper_procs import (
     EchoProc,
     ForgetfulProc,
     GatedSetupProc,
+    StartMethodProc,
 )
 
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
@@ -175,6 +176,15 @@ def test_the_random_port_reported_by_wait_ready_is_served(children, client):
     sock = client(endpoint)
     sock.send(b"hello")
     assert sock.recv() == b"hello"
+
+
+@pytest.mark.parametrize("as_context", [False, True], ids=["name", "context"])
+def test_the_child_runs_under_the_start_method_it_was_given(children, client, method, as_context):
+    mp_context = multiprocessing.get_context(method) if as_context else method
+    (endpoint,) = start(children, StartMethodProc(mp_context=mp_context))
+    sock = client(endpoint)
+    sock.send(b"?")
+    assert sock.recv_string() == method
 
 
 def test_a_setup_that_fails_is_reported_by_wait_ready_with_its_reason(children, method, tmp_path):
