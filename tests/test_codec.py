@@ -132,6 +132,19 @@ def test_a_5000_digit_integer_is_refused_with_a_short_reason(codec):
     assert "7777" not in caught.value.reason
 
 
+@pytest.mark.parametrize("number", [b"1E+400", b"-2e999", b"1" * 310 + b".5"])
+def test_a_float_that_overflows_to_infinity_is_refused(codec, number):
+    with pytest.raises(DecodeError, match="Infinity"):
+        codec.decode(b'["f", [' + number + b"], {}]")
+
+
+def test_long_finite_floats_and_underflow_are_accepted(codec):
+    mantissa = "0." + "1" * 200
+    assert codec.decode(f'["f", [{mantissa}, 1e-400, 1e+300], {{}}]'.encode()) == (
+        "f", [float(mantissa), 0.0, 1e300], {}
+    )
+
+
 def test_long_digit_runs_inside_strings_are_fine(codec):
     digits = "1" * 5000
     assert codec.decode(json.dumps(["id", digits]).encode()) == ("id", [digits], {})
