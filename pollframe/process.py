@@ -60,11 +60,13 @@ class ZmqProcess(multiprocessing.Process):
     """Base class for the processes of a pollframe application.
 
     Subclasses override :meth:`setup` (calling ``super().setup()`` first)
-    to make their streams, and keep ``__init__`` to picklable state. Start
-    it as a child with ``start()``, or call ``run()`` to use the current
-    process. ``mp_context`` picks the start method for this process only:
-    a name (``"fork"``, ``"spawn"``, ``"forkserver"``) or a context from
-    ``multiprocessing.get_context()``; ``None`` uses the default.
+    to make their streams, and keep ``__init__`` to picklable state; an
+    override of :meth:`stop` or :meth:`teardown` calls the base method too,
+    and ``run()`` is best left alone. Start it as a child with ``start()``,
+    or call ``run()`` to use the current process. ``mp_context`` picks the
+    start method for this process only: a name (``"fork"``, ``"spawn"``,
+    ``"forkserver"``) or a context from ``multiprocessing.get_context()``;
+    ``None`` uses the default.
     """
 
     #: Seconds a closing socket may keep trying to deliver unsent messages.
@@ -105,6 +107,8 @@ class ZmqProcess(multiprocessing.Process):
 
     def start(self) -> None:
         """Start the child, with a control pipe for :meth:`wait_ready` and :meth:`stop`."""
+        if self.context is not None:
+            raise RuntimeError(f"{self.name}: setup() ran in the parent; the child must make its context")
         ctx = multiprocessing.get_context(self._mp_method)
         self._control, self._child_control = ctx.Pipe(duplex=True)
         try:
@@ -211,6 +215,7 @@ class ZmqProcess(multiprocessing.Process):
         during the loop.
         """
         control = self._child_control  # None when run in-process
+        self._stop_requested = False  # a stop() before this run is not for it
         if self._control is not None:  # a child holds a copy of the parent's end: not ours
             self._control.close()
             self._control = None

@@ -234,6 +234,16 @@ def test_wait_ready_before_start_is_an_error():
         EchoProc().wait_ready(timeout=0)
 
 
+def test_start_after_setup_in_the_parent_is_refused():
+    proc = EchoProc()
+    proc.setup()
+    try:
+        with pytest.raises(RuntimeError, match="setup\\(\\) ran in the parent"):
+            proc.start()
+    finally:
+        proc.teardown()
+
+
 def test_shutdown_of_a_process_never_started_returns_none():
     assert EchoProc().shutdown() is None
 
@@ -382,8 +392,26 @@ def test_run_in_process_gives_the_caller_its_signal_handlers_back():
     assert {signum: signal.getsignal(signum) for signum in ZmqProcess.stop_signals} == before
 
 
+class CountsRuns(ZmqProcess):
+    runs = 0
+
+    def setup(self) -> None:
+        super().setup()
+        self.loop.call_soon(self._ran)
+
+    def _ran(self) -> None:
+        self.runs += 1
+        self.stop()
+
+
+def test_an_in_process_run_can_be_run_again_after_a_stop():
+    proc = CountsRuns()
+    proc.run()
+    proc.run()  # the first run's stop() must not cancel this one
+    assert proc.runs == 2
+
+
 def test_stop_from_another_thread_ends_an_in_process_run():
-    proc = ZmqProcess()
     started = threading.Event()
 
     class Announces(ZmqProcess):
