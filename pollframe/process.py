@@ -10,7 +10,8 @@ keeps only plain, picklable settings. Everything zmq is made in the child:
 :meth:`~ZmqProcess.stream`. A stale context must never be used across a
 fork, and this keeps it so.
 
-``start()`` also opens a private control pipe between parent and child.
+``start()`` also opens a private control pipe between parent and child
+(it carries small JSON messages, never pickles).
 Once ``setup()`` is done the child sends the endpoints it bound (random
 ports included) through it, which :meth:`~ZmqProcess.wait_ready` returns in
 the parent; the parent's :meth:`~ZmqProcess.stop` sends a stop request the
@@ -25,6 +26,7 @@ context, so a process always exits 0 promptly, without a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -43,6 +45,7 @@ __all__ = ["ProcessNotReady", "ReadyTimeout", "ZmqProcess"]
 
 log = logging.getLogger("pollframe")
 
+# The control pipe carries JSON, not pickles: [kind, payload].
 _STOP = "stop"
 _READY = "ready"
 _FAILED = "failed"
@@ -144,7 +147,7 @@ class ZmqProcess(multiprocessing.Process):
         payload: Any = None
         try:
             if control in ready:
-                kind, payload = control.recv()
+                kind, payload = json.loads(control.recv_bytes())
         except (EOFError, OSError):
             pass  # it died without a word
         if kind == _READY:
@@ -195,7 +198,7 @@ class ZmqProcess(multiprocessing.Process):
                 loop.stop()
         elif self._control is not None:
             try:
-                self._control.send(_STOP)
+                _send(self._control, _STOP, None)
             except OSError:
                 pass  # the child is gone already
 
@@ -241,11 +244,14 @@ class ZmqProcess(multiprocessing.Process):
                 raise RuntimeError(f"{type(self).__name__}.setup() must call super().setup()")
             if control is not None:
                 loop.register(control, self._on_control)
-                control.send((_READY, list(self.endpoints)))
+                _send(control, _READY, self.endpoints)
                 self._ready = True
         except BaseException as exc:
             if control is not None and not self._ready:
-                _send_quietly(control, (_FAILED, f"{type(exc).__name__}: {exc}"))
+                try:
+                    _send(control, _FAILED, f"{type(exc).__name__}: {exc}")
+                except OSError:
+                    pass  # the parent is gone: no one to tell
             raise
         if not self._stop_requested:
             loop.run()
@@ -348,7 +354,8 @@ class ZmqProcess(multiprocessing.Process):
             return
         try:
             while control.poll():
-                if control.recv() == _STOP:
+                kind, _ = json.loads(control.recv_bytes())
+                if kind == _STOP:
                     self.stop()
         except (EOFError, OSError):
             log.warning("pollframe: %s: parent process gone; stopping", self.name)
@@ -403,8 +410,5 @@ def _set_curve(
         auth.curve_client(sock, secret_key, server_key)
 
 
-def _send_quietly(control: multiprocessing.connection.Connection, message: Any) -> None:
-    try:
-        control.send(message)
-    except OSError:
-        pass
+def _send(control: multiprocessing.connection.Connection, kind: str, payload: Any) -> None:
+    control.send_bytes(json.dumps([kind, payload]).encode())
