@@ -22,6 +22,7 @@ Reports go to the test over PUSH as JSON ``[event, loop time, detail]``;
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -53,6 +54,12 @@ class LogToFile(ZmqProcess):
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
             sys.stdout = sys.stderr = out
+            # A forked child inherits the test runner's log handlers: log to the file instead.
+            root = logging.getLogger()
+            for handler in root.handlers[:]:
+                root.removeHandler(handler)
+            root.addHandler(logging.StreamHandler(out))
+            root.setLevel(logging.WARNING)
         super().run()
 
 
@@ -120,7 +127,7 @@ class Reporter(LogToFile):
 
 
 class TickerProc(Reporter):
-    """Reports each tick of a ``call_every(interval)`` timer with the SIGUSR1 count so far."""
+    """Reports each tick of a ``call_every(interval)`` timer: its deadline and the SIGUSR1 count so far."""
 
     def __init__(self, report_to: str, interval: float) -> None:
         super().__init__(report_to)
@@ -130,16 +137,23 @@ class TickerProc(Reporter):
     def setup(self) -> None:
         super().setup()
         assert self.loop is not None
-        self.loop.add_signal_handler(signal.SIGUSR1, self._count)
-        self.loop.call_every(self.interval, lambda: self.report("tick", self.signals))
+        # A plain handler that never touches the loop, as another library might install.
+        signal.signal(signal.SIGUSR1, self._count)
+        timer = self.loop.call_every(self.interval, lambda: self.report("tick", [timer.when, self.signals]))
         self.report("armed")
 
-    def _count(self) -> None:
+    def _count(self, signum: int, frame: Any) -> None:
         self.signals += 1
 
 
 class WatcherProc(Reporter):
-    """A DEALER to ``target`` with heartbeats every ``heartbeat`` s; reports its monitor events."""
+    """A DEALER to ``target`` with heartbeats every ``heartbeat`` s; reports its monitor events.
+
+    It pings ``target`` once and reports ``answered`` when the pong comes,
+    so the test knows the connection is up and the monitor is listening
+    (the monitor is attached after the socket connected and may miss the
+    handshake, but no event after the pong).
+    """
 
     def __init__(self, report_to: str, target: str, heartbeat: float) -> None:
         super().__init__(report_to)
@@ -150,9 +164,10 @@ class WatcherProc(Reporter):
         super().setup()
         assert self.loop is not None
         dealer, _ = self.stream(zmq.DEALER, self.target, bind=False, heartbeat=self.heartbeat)
-        events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-        monitor = dealer.socket.get_monitor_socket(events)
+        monitor = dealer.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.loop.register(monitor, self._on_event, own=True)
+        dealer.on_recv(lambda frames: self.report("answered", json.loads(frames[-1])))
+        dealer.send_multipart([b"", b'["ping", [0], {}]'])
 
     def _on_event(self, frames: list[bytes]) -> None:
         event = parse_monitor_message(frames)
