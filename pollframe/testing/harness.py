@@ -1,0 +1,171 @@
+"""The process harness: start a ZmqProcess for a test, and make sure it is gone afterwards.
+
+``with running(PongProc("127.0.0.1")) as pong:`` starts the process (with
+whatever start method it was given), waits until its ``setup()`` is done
+and hands back the endpoints it bound. Leaving the block stops it, in
+escalating steps each with its own deadline:
+
+1. the stop request: the ``stop`` callable given (e.g. send the
+   application's stop message) or ``process.stop()``;
+2. ``SIGTERM``;
+3. ``SIGKILL``.
+
+This runs however the block is left: normally, by a failed assertion, by
+pytest-timeout's signal or by Ctrl-C. If even ``SIGKILL`` leaves the
+process alive the harness says so loudly. When the block succeeded, a
+process that needed ``SIGTERM``/``SIGKILL`` or exited non-zero fails the
+test (:class:`~pollframe.testing.errors.UncleanExit`), unless
+``check_exit=False``: clean shutdown is part of a process's contract.
+"""
+from __future__ import annotations
+
+import logging
+import weakref
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, List, Optional
+
+from pollframe.process import ZmqProcess
+from pollframe.testing.errors import UncleanExit
+
+__all__ = ["RunningProcess", "kill_leftovers", "running"]
+
+log = logging.getLogger("pollframe.testing")
+
+#: Processes started by ``running()`` and not yet reaped (a safety net for the plugin).
+_started: "weakref.WeakSet[ZmqProcess]" = weakref.WeakSet()
+
+
+class RunningProcess:
+    """A process started by :func:`running`: its endpoints now, how it ended later."""
+
+    def __init__(
+        self,
+        process: ZmqProcess,
+        *,
+        stop: Optional[Callable[[], Any]],
+        stop_timeout: float,
+        term_timeout: float,
+        kill_timeout: float,
+    ) -> None:
+        self.process = process
+        #: Endpoints the process bound, in the order of its ``stream(..., bind=True)`` calls.
+        self.endpoints: List[str] = []
+        #: The steps the shutdown took: some of ``"stop"``, ``"SIGTERM"``, ``"SIGKILL"``.
+        self.steps: List[str] = []
+        #: Why the stop request failed, if it did (e.g. the stop message got no reply).
+        self.stop_error: Optional[BaseException] = None
+        self._stop = stop
+        self._timeouts = (stop_timeout, term_timeout, kill_timeout)
+        self._done = False
+
+    @property
+    def endpoint(self) -> str:
+        """The one endpoint the process bound; an error if it bound none or several."""
+        if len(self.endpoints) != 1:
+            raise AssertionError(f"{self.describe()} bound {len(self.endpoints)} endpoints "
+                                 f"{self.endpoints}, not one: use .endpoints")
+        return self.endpoints[0]
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.process.pid
+
+    @property
+    def exitcode(self) -> Optional[int]:
+        """The exit code (negative: killed by that signal); None while it runs."""
+        return self.process.exitcode
+
+    def describe(self) -> str:
+        return f"{type(self.process).__name__} (pid {self.process.pid})"
+
+    def shutdown(self) -> Optional[int]:
+        """Stop the process, escalating as needed; return its exit code. Safe to call twice."""
+        if self._done:
+            return self.exitcode
+        self._done = True
+        process = self.process
+        stop_timeout, term_timeout, kill_timeout = self._timeouts
+        if process.is_alive():
+            self.steps.append("stop")
+            try:
+                (self._stop or process.stop)()
+            except Exception as exc:  # the process may be wedged: go on to SIGTERM
+                self.stop_error = exc
+            process.join(stop_timeout)
+        if process.is_alive():
+            self.steps.append("SIGTERM")
+            process.terminate()
+            process.join(term_timeout)
+        if process.is_alive():
+            self.steps.append("SIGKILL")
+            process.kill()
+            process.join(kill_timeout)
+        if process.is_alive():
+            raise AssertionError(f"{self.describe()} survived SIGKILL for {kill_timeout} s")
+        _started.discard(process)
+        process.shutdown(0)  # releases the control pipe; the process is gone already
+        return self.exitcode
+
+    def check_clean_exit(self) -> None:
+        """Fail unless the process ended on its stop request (or by itself) with exit code 0."""
+        __tracebackhide__ = True
+        if self.steps in ([], ["stop"]) and self.exitcode == 0:
+            return
+        story = " then ".join(self.steps) or "nothing (it had exited already)"
+        reason = f"; the stop request failed: {self.stop_error}" if self.stop_error else ""
+        raise UncleanExit(f"{self.describe()} did not exit cleanly: the harness sent {story}, "
+                          f"exit code {self.exitcode}{reason}")
+
+    def __repr__(self) -> str:
+        return f"<RunningProcess {self.describe()} endpoints={self.endpoints} exitcode={self.exitcode}>"
+
+
+@contextmanager
+def running(
+    process: ZmqProcess,
+    *,
+    ready_timeout: float = 10.0,
+    stop: Optional[Callable[[], Any]] = None,
+    stop_timeout: float = 2.0,
+    term_timeout: float = 1.0,
+    kill_timeout: float = 5.0,
+    check_exit: bool = True,
+) -> Iterator[RunningProcess]:
+    """Start ``process``, wait until it is ready, yield a :class:`RunningProcess`, then stop it.
+
+    ``stop`` replaces ``process.stop()`` as the first, polite step (a
+    callable with no arguments, e.g. one that sends the stop message and
+    reads its reply). Each step waits up to its timeout in seconds. The
+    process is gone when the block is left, whatever happened in it.
+    """
+    __tracebackhide__ = True
+    handle = RunningProcess(process, stop=stop, stop_timeout=stop_timeout, term_timeout=term_timeout,
+                            kill_timeout=kill_timeout)
+    process.start()
+    _started.add(process)
+    try:
+        handle.endpoints = process.wait_ready(ready_timeout)
+        yield handle
+    except BaseException:
+        handle.shutdown()
+        raise
+    handle.shutdown()
+    if check_exit:
+        handle.check_clean_exit()
+
+
+def kill_leftovers() -> List[str]:
+    """Kill processes started by :func:`running` that are still alive; describe each one killed.
+
+    ``running()`` never leaves one behind; this is the plugin's last line
+    of defence at the end of a session (e.g. a generator-based fixture
+    that was never finished).
+    """
+    killed = []
+    for process in list(_started):
+        if process.is_alive():
+            process.kill()
+            process.join(5.0)
+            killed.append(f"{type(process).__name__} (pid {process.pid})")
+        _started.discard(process)
+    return killed

@@ -1,0 +1,134 @@
+"""The pytest plugin of pollframe's testing kit: fixtures that clean up and never hang.
+
+Installed with pollframe through the ``pytest11`` entry point (disable it
+with ``-p no:pollframe``). Fixtures:
+
+``zmq_context``
+    A fresh ``zmq.Context``. Teardown closes the sockets left on it with
+    linger 0 and terminates it within 5 s, or fails loudly (never hangs).
+``poll_loop``
+    A fresh :class:`~pollframe.loop.PollLoop`, closed at teardown.
+``fake_clock``, ``clocked_loop``
+    A :class:`~pollframe.testing.fakes.FakeClock` and a PollLoop running
+    on it: timers fire only when the test moves the clock.
+``tcp_endpoint``, ``ipc_endpoint``
+    ``tcp://127.0.0.1:<free port>`` and a per-test ``ipc://`` path.
+``make_socket``
+    ``make_socket(zmq.REQ, connect=endpoint)``: a
+    :class:`~pollframe.testing.sockets.TimedSocket` on ``zmq_context``,
+    closed with linger 0 at teardown.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional
+
+import pytest
+import zmq
+
+from pollframe.loop import PollLoop
+from pollframe.testing.fakes import FakeClock
+from pollframe.testing.harness import kill_leftovers
+from pollframe.testing.sockets import (
+    DEFAULT_TIMEOUT,
+    IPC_PATH_MAX,
+    TimedSocket,
+    free_tcp_endpoint,
+    ipc_endpoint as make_ipc_endpoint,
+    terminate_context,
+)
+
+#: Seconds the ``zmq_context`` fixture's teardown waits for the context to terminate.
+CONTEXT_TERM_TIMEOUT = 5.0
+
+
+@pytest.fixture
+def zmq_context() -> Iterator[zmq.Context[Any]]:
+    """A zmq context whose teardown closes leftover sockets and terminates it with a deadline."""
+    context: zmq.Context[Any] = zmq.Context()
+    yield context
+    terminate_context(context, CONTEXT_TERM_TIMEOUT)
+
+
+@pytest.fixture
+def poll_loop() -> Iterator[PollLoop]:
+    """A fresh PollLoop, closed at teardown."""
+    loop = PollLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A clock that moves only when the test calls ``advance()``."""
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked_loop(fake_clock: FakeClock) -> Iterator[PollLoop]:
+    """A PollLoop on ``fake_clock``: drive its timers with ``run_for`` or ``advance`` + ``run_once(0)``."""
+    loop = PollLoop(clock=fake_clock)
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def tcp_endpoint() -> str:
+    """``tcp://127.0.0.1:<port>`` on a port the OS just reported free."""
+    return free_tcp_endpoint()
+
+
+@pytest.fixture
+def ipc_endpoint(tmp_path: Path) -> Iterator[str]:
+    """An ``ipc://`` endpoint of this test's own, under ``tmp_path`` if its path is short enough."""
+    if len(str(tmp_path / "sock").encode()) <= IPC_PATH_MAX:
+        yield make_ipc_endpoint(tmp_path)
+        return
+    short = tempfile.mkdtemp(prefix="pf-")
+    try:
+        yield make_ipc_endpoint(short)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture
+def make_socket(zmq_context: zmq.Context[Any]) -> Iterator[Callable[..., TimedSocket]]:
+    """Factory of test sockets: ``make_socket(sock_type, bind=..., connect=..., timeout=1.0)``.
+
+    ``bind`` and ``connect`` take an endpoint each (``bind="tcp://127.0.0.1:*"``
+    picks a free port; read it from ``sock.endpoints`` or ``last_endpoint``).
+    Every socket is closed with linger 0 at teardown.
+    """
+    made: List[TimedSocket] = []
+
+    def make(
+        sock_type: int,
+        *,
+        bind: Optional[str] = None,
+        connect: Optional[str] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> TimedSocket:
+        sock = TimedSocket(zmq_context.socket(sock_type), timeout)
+        made.append(sock)
+        sock.linger = 0
+        if bind is not None:
+            sock.bind(bind)
+        if connect is not None:
+            sock.connect(connect)
+        return sock
+
+    yield make
+    for sock in made:
+        sock.close(linger=0)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Last line of defence: no process started by ``running()`` outlives the session."""
+    killed = kill_leftovers()
+    if killed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"pollframe.testing: killed left-over process(es): {', '.join(killed)}",
+                                red=True)

@@ -1,0 +1,253 @@
+"""Sockets and endpoints for tests: nothing waits forever, no two tests share a port.
+
+A :class:`TimedSocket` is a real zmq socket whose every send and receive has
+a deadline. A blocking ``recv()`` on a peer that never answers is the
+classic way a ZeroMQ test hangs until CI kills it; here it fails after a
+second with a message that names the socket and what the test expected.
+
+:func:`terminate_context` ends a context with a deadline for the same
+reason: ``zmq_ctx_term`` blocks while any socket made on it is open.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket as _stdlib_socket
+import threading
+from typing import Any, List, Optional, Sequence
+
+import zmq
+
+from pollframe.testing.errors import ContextHang, SocketTimeout
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "IPC_PATH_MAX",
+    "TimedSocket",
+    "free_tcp_endpoint",
+    "ipc_endpoint",
+    "terminate_context",
+]
+
+#: Seconds a test socket waits for a message or for room to send.
+DEFAULT_TIMEOUT = 1.0
+#: Longest ipc:// path that fits ``sun_path`` on every platform (104 on macOS, 108 on Linux).
+IPC_PATH_MAX = 100
+
+_OWN = frozenset({"socket", "timeout", "endpoints"})
+
+
+def socket_type_name(sock_type: Any) -> str:
+    try:
+        return zmq.SocketType(sock_type).name
+    except (ValueError, TypeError):
+        return str(sock_type)
+
+
+def preview(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for failure messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TimedSocket:
+    """A real zmq socket for tests whose sends and receives fail instead of blocking.
+
+    Every ``recv*`` and ``send*`` takes ``timeout`` (seconds; default the
+    socket's :attr:`timeout`). When it runs out they raise
+    :class:`~pollframe.testing.errors.SocketTimeout`, an ``AssertionError``
+    naming the socket type, its endpoints and, for receives, what was
+    expected (``expect=`` text). Anything else (``setsockopt``,
+    ``subscribe``, ...) goes to the wrapped :attr:`socket`.
+    """
+
+    def __init__(self, sock: zmq.Socket[Any], timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.socket = sock
+        self.timeout = timeout
+        #: ``"bound to tcp://..."`` / ``"connected to ipc://..."``, in order.
+        self.endpoints: List[str] = []
+
+    # ----------------------------------------------------------- endpoints
+
+    def bind(self, endpoint: str) -> str:
+        """Bind and return the endpoint as bound (``tcp://127.0.0.1:*`` comes back with its port)."""
+        self.socket.bind(endpoint)
+        bound = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoints.append(f"bound to {bound}")
+        return bound
+
+    def connect(self, endpoint: str) -> str:
+        self.socket.connect(endpoint)
+        self.endpoints.append(f"connected to {endpoint}")
+        return endpoint
+
+    def describe(self) -> str:
+        """``"REQ socket connected to tcp://127.0.0.1:5678"``: how failures name this socket."""
+        kind = socket_type_name(self.socket.type)
+        where = ", ".join(self.endpoints) if self.endpoints else "neither bound nor connected"
+        return f"{kind} socket {where}"
+
+    # ----------------------------------------------------------- receiving
+
+    def recv_multipart(self, timeout: Optional[float] = None, *, expect: str = "a message") -> List[bytes]:
+        """The next message's frames; fail if none arrives within ``timeout`` seconds."""
+        __tracebackhide__ = True
+        self._wait(zmq.POLLIN, timeout, lambda t: f"{self.describe()}: received nothing within {t} s; "
+                                                  f"expected {expect}")
+        return self.socket.recv_multipart(zmq.NOBLOCK)
+
+    def recv(self, timeout: Optional[float] = None, *, expect: str = "a message") -> bytes:
+        """The next message, which must be one frame."""
+        __tracebackhide__ = True
+        frames = self.recv_multipart(timeout, expect=expect)
+        if len(frames) != 1:
+            raise AssertionError(f"{self.describe()}: expected {expect} in one frame, "
+                                 f"got {len(frames)} frames: {preview(frames)}")
+        return frames[0]
+
+    def recv_string(self, timeout: Optional[float] = None, *, expect: str = "a message",
+                    encoding: str = "utf-8") -> str:
+        __tracebackhide__ = True
+        return self.recv(timeout, expect=expect).decode(encoding)
+
+    def recv_json(self, timeout: Optional[float] = None, *, expect: str = "a JSON message",
+                  frame: int = -1) -> Any:
+        """The next message with its frame ``frame`` (default the last) decoded as JSON."""
+        __tracebackhide__ = True
+        frames = self.recv_multipart(timeout, expect=expect)
+        try:
+            return json.loads(frames[frame])
+        except (IndexError, ValueError) as exc:
+            raise AssertionError(f"{self.describe()}: expected {expect}, but frame {frame} of "
+                                 f"{preview(frames)} is not JSON ({exc})") from None
+
+    def expect_nothing(self, within: float = 0.1) -> None:
+        """Fail if a message arrives within ``within`` seconds (the message is left unread)."""
+        __tracebackhide__ = True
+        if self.socket.poll(_ms(within), zmq.POLLIN):
+            raise AssertionError(f"{self.describe()}: expected no message within {within} s, "
+                                 "but one arrived")
+
+    # ------------------------------------------------------------- sending
+
+    def send_multipart(self, frames: Sequence[Any], timeout: Optional[float] = None) -> None:
+        """Send ``frames`` as one message; fail if the socket cannot take it within ``timeout``."""
+        __tracebackhide__ = True
+        self._wait(zmq.POLLOUT, timeout, lambda t: f"{self.describe()}: could not send "
+                                                   f"{preview(list(frames))} within {t} s{self._send_hint()}")
+        try:
+            self.socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            raise SocketTimeout(f"{self.describe()}: the socket refused {preview(list(frames))} "
+                                f"(EAGAIN){self._send_hint()}") from None
+
+    def send(self, data: Any, timeout: Optional[float] = None) -> None:
+        __tracebackhide__ = True
+        self.send_multipart([data], timeout)
+
+    def send_string(self, text: str, timeout: Optional[float] = None, encoding: str = "utf-8") -> None:
+        __tracebackhide__ = True
+        self.send_multipart([text.encode(encoding)], timeout)
+
+    def send_json(self, obj: Any, timeout: Optional[float] = None) -> None:
+        __tracebackhide__ = True
+        self.send_multipart([json.dumps(obj).encode()], timeout)
+
+    # ------------------------------------------------------------- the rest
+
+    def close(self, linger: int = 0) -> None:
+        self.socket.close(linger=linger)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.socket.closed)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _OWN:  # not set yet: do not recurse
+            raise AttributeError(name)
+        return getattr(self.socket, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``sock.linger = 0`` sets the option on the zmq socket, as it would without the wrapper.
+        if name in _OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.socket, name, value)
+
+    def __enter__(self) -> TimedSocket:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<TimedSocket {self.describe()} timeout={self.timeout}>"
+
+    def _wait(self, event: int, timeout: Optional[float], message: Any) -> None:
+        __tracebackhide__ = True
+        seconds = self.timeout if timeout is None else timeout
+        if not self.socket.poll(_ms(seconds), event) & event:
+            raise SocketTimeout(message(seconds))
+
+    def _send_hint(self) -> str:
+        if self.socket.type == zmq.REQ:
+            return (" (a REQ socket sends only to a connected peer, and only once the reply"
+                    " to its last request came)")
+        if self.socket.type == zmq.REP:
+            return " (a REP socket can only send a reply to the request it received last)"
+        return " (no peer connected yet, or the peer is not reading: high-water mark reached)"
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000 + 0.999))
+
+
+def free_tcp_endpoint(host: str = "127.0.0.1") -> str:
+    """A ``tcp://host:port`` endpoint whose port was free a moment ago.
+
+    The OS picks the port. Another program may take it before the test
+    binds it, so where the test (or the process under test) binds itself,
+    binding ``tcp://127.0.0.1:*`` and reading the port back is safer.
+    """
+    with _stdlib_socket.socket(_stdlib_socket.AF_INET, _stdlib_socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    return f"tcp://{host}:{port}"
+
+
+def ipc_endpoint(directory: str | os.PathLike[str], name: str = "sock") -> str:
+    """``ipc://directory/name``; a clear ValueError when the path is too long for a Unix socket."""
+    path = os.path.join(os.fspath(directory), name)
+    if len(os.fsencode(path)) > IPC_PATH_MAX:
+        raise ValueError(f"ipc path {path!r} is {len(os.fsencode(path))} bytes; a Unix socket path "
+                         f"must stay under {IPC_PATH_MAX}: use a shorter directory")
+    return f"ipc://{path}"
+
+
+def terminate_context(ctx: zmq.Context[Any], timeout: float = 5.0) -> None:
+    """Close every socket of ``ctx`` with linger 0 and terminate it; never hang.
+
+    The work runs in a helper thread joined with ``timeout``: if
+    ``zmq_ctx_term`` is still blocked then (a socket made on the context
+    is open in another thread, or was made by a copy of the context), this
+    raises :class:`~pollframe.testing.errors.ContextHang` instead of
+    hanging the test run. The helper thread is a daemon and cannot keep
+    the interpreter alive.
+    """
+    __tracebackhide__ = True
+    failure: List[BaseException] = []
+
+    def destroy() -> None:
+        try:
+            ctx.destroy(linger=0)
+        except BaseException as exc:  # reported in the test's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=destroy, name="pollframe-context-term", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ContextHang(f"zmq context did not terminate within {timeout} s: a socket made on it "
+                          "is still open (in another thread?) and zmq_ctx_term waits for it")
+    if failure:
+        raise failure[0]
