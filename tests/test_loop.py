@@ -11,16 +11,9 @@ import pytest
 import zmq
 
 from pollframe.loop import PollLoop
+from pollframe.testing import FakeClock, run_until
 
 pytestmark = pytest.mark.timeout(20)
-
-
-def run_until(loop: PollLoop, predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, "condition not reached before the deadline"
-        loop.run_once(min(remaining, 0.1))
 
 
 def test_ten_thousand_messages_all_reach_the_callback_in_order(loop, push_pull):
@@ -149,19 +142,19 @@ def test_a_periodic_timer_whose_callback_raises_keeps_its_schedule(caplog):
 
 
 def test_missed_periods_are_skipped_not_bunched():
-    now = [0.0]
-    loop = PollLoop(clock=lambda: now[0])
+    clock = FakeClock(start=0.0)
+    loop = PollLoop(clock=clock)
     try:
         calls = []
-        loop.call_every(1.0, lambda: calls.append(now[0]))
-        now[0] = 3.5  # the loop was busy for three and a half periods
+        loop.call_every(1.0, lambda: calls.append(clock()))
+        clock.advance(3.5)  # the loop was busy for three and a half periods
         loop.run_once(0)
         loop.run_once(0)
         assert calls == [3.5], "one catch-up call, not three"
-        now[0] = 3.99
+        clock.advance_to(3.99)
         loop.run_once(0)
         assert calls == [3.5]
-        now[0] = 4.0  # the original phase is kept
+        clock.advance_to(4.0)  # the original phase is kept
         loop.run_once(0)
         assert calls == [3.5, 4.0]
     finally:

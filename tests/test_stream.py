@@ -1,22 +1,13 @@
 """Stream: receive callbacks and sends that never block the loop."""
 from __future__ import annotations
 
-import time
-
 import pytest
 import zmq
 
 from pollframe.stream import QueueFull, Stream
+from pollframe.testing import run_until
 
 pytestmark = pytest.mark.timeout(20)
-
-
-def run_until(loop, predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, "condition not reached before the deadline"
-        loop.run_once(min(remaining, 0.1))
 
 
 def test_on_recv_delivers_frame_lists(loop, push_pull):
