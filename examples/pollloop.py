@@ -48,7 +48,7 @@ class Pong(multiprocessing.Process):
         # Start the loop. It runs until we stop it.
         self.loop.run()
 
-        self.stream.close(linger=1000)
+        self.stream.close(linger=1.0)
         self.loop.close()
         context.term()
 

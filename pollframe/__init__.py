@@ -2,10 +2,48 @@
 
 This package only re-exports the public names.
 """
+from pollframe.client import RemoteError, RequestClient, RequestTimeout
+from pollframe.codec import Codec, JsonCodec
 from pollframe.epoll import EpollLoop
+from pollframe.errors import (
+    BadArguments,
+    BadShape,
+    DecodeError,
+    EncodeError,
+    HandlerFailed,
+    MessageError,
+    TooLarge,
+    UnknownType,
+)
+from pollframe.handler import MessageHandler, message
 from pollframe.loop import PollLoop
+from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
 from pollframe.stream import QueueFull, Stream
 from pollframe.timers import Timer
 
-__all__ = ["EpollLoop", "PollLoop", "QueueFull", "Stream", "Timer"]
+__all__ = [
+    "BadArguments",
+    "BadShape",
+    "Codec",
+    "DecodeError",
+    "EncodeError",
+    "EpollLoop",
+    "HandlerFailed",
+    "JsonCodec",
+    "MessageError",
+    "MessageHandler",
+    "PollLoop",
+    "ProcessNotReady",
+    "QueueFull",
+    "ReadyTimeout",
+    "RemoteError",
+    "RequestClient",
+    "RequestTimeout",
+    "Stream",
+    "Timer",
+    "TooLarge",
+    "UnknownType",
+    "ZmqProcess",
+    "message",
+]
 __version__ = "0.1.0"

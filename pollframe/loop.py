@@ -313,9 +313,16 @@ class PollLoop:
     def closed(self) -> bool:
         return self._closed
 
-    def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Run ``callback(*args)`` as a loop callback when ``signum`` arrives (main thread only)."""
-        signal.signal(signum, lambda _signum, _frame: self.call_soon_threadsafe(callback, *args))
+    def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> Any:
+        """Run ``callback(*args)`` as a loop callback when ``signum`` arrives (main thread only).
+
+        Returns the handler it replaced, for ``remove_signal_handler``.
+        """
+        return signal.signal(signum, lambda _signum, _frame: self.call_soon_threadsafe(callback, *args))
+
+    def remove_signal_handler(self, signum: int, previous: Any = signal.SIG_DFL) -> None:
+        """Put back ``previous`` (what ``add_signal_handler`` returned) for ``signum``."""
+        signal.signal(signum, previous)
 
     # ------------------------------------------------------------ internals
 
@@ -415,6 +422,8 @@ class PollLoop:
             log.warning("pollframe: %r was closed while registered; unregistered it", key)
 
     def _wake(self) -> None:
+        if self._closed:
+            return  # the pipe's descriptors may already belong to another file
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):

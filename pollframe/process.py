@@ -262,17 +262,16 @@ class ZmqProcess(multiprocessing.Process):
         Called by ``run()`` however the loop ended. Extend it to release
         your own resources (call ``super().teardown()`` last).
         """
-        linger_ms = _ms(self.linger)
         for stream in reversed(self._streams):
             try:
-                stream.close(linger=linger_ms)
+                stream.close(linger=self.linger)
             except Exception:
                 log.exception("pollframe: closing %r failed", stream)
         self._streams.clear()
         if self.loop is not None:
             self.loop.close()
         if self.context is not None:
-            self.context.destroy(linger=linger_ms)
+            self.context.destroy(linger=_ms(self.linger))
 
     def stream(
         self,

@@ -105,8 +105,10 @@ class Stream:
             self._install()
         return len(self._queue)
 
-    def close(self, linger: Optional[int] = None) -> None:
-        """Unregister and close the socket; ``linger`` (ms) bounds how long libzmq keeps sending.
+    def close(self, linger: Optional[float] = None) -> None:
+        """Unregister and close the socket; ``linger`` (seconds) bounds how long libzmq keeps sending.
+
+        ``None`` keeps the socket's own ``LINGER`` option.
 
         Messages still in this stream's own queue are offered to the socket
         once more; any it cannot take are counted in a warning, not dropped
@@ -120,7 +122,7 @@ class Stream:
             self._queue.clear()
         self._closed = True
         self.loop.unregister(self.socket)
-        self.socket.close(linger=linger)
+        self.socket.close(linger=None if linger is None else round(linger * 1000))
 
     @property
     def closed(self) -> bool:
