@@ -120,6 +120,6 @@ def measure(competitor: str, *, n: int) -> float:
 def e2e_cases(sizes: Any, competitors: List[str]) -> List[Case]:
     return [Case(
         scenario="end to end", case="JSON ping-pong", competitors=["raw-json-rep", "PongProc"],
-        unit="rt/s", measure=partial(measure, n=sizes.latency),
+        unit="rt/s", measure=partial(measure, n=sizes.e2e),
         baseline=("end to end", "JSON ping-pong", "raw-json-rep"),
     )]

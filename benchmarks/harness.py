@@ -167,6 +167,7 @@ class Case:
     per_op: bool = True
     together: Optional[Callable[[List[str]], Dict[str, float]]] = None
     baseline_case: Optional[str] = None  # ratio to the same competitor in that case
+    max_reps: Optional[int] = None  # for slow threshold checks (memory, idle CPU)
 
     def base(self, competitor: str) -> Optional[Tuple[str, str, str]]:
         """The key of the row this competitor's ratio is taken against."""

@@ -188,9 +188,9 @@ def resource_cases(sizes: Any, competitors: List[str]) -> List[Case]:
     return [
         Case(scenario="memory", case=f"RSS growth over {sizes.memory:,} msgs", competitors=mem,
              unit="KiB", measure=partial(measure_memory, n=sizes.memory),
-             higher_is_better=False, per_op=False),
+             higher_is_better=False, per_op=False, max_reps=3),
         Case(scenario="idle", case=f"CPU, 1 s timer, {sizes.idle_seconds:g} s", competitors=idle,
              unit="% core", measure=lambda c: idle_together([c], seconds=sizes.idle_seconds)[c],
              together=partial(idle_together, seconds=sizes.idle_seconds),
-             higher_is_better=False, per_op=False),
+             higher_is_better=False, per_op=False, max_reps=3),
     ]

@@ -32,7 +32,7 @@ import reqrep  # noqa: E402
 import resources  # noqa: E402
 import targets  # noqa: E402
 import timers  # noqa: E402
-from competitors import ECHOES, NEEDS_POLLFRAME, NEEDS_TORNADO  # noqa: E402
+from competitors import ECHOES, NEEDS_POLLFRAME, NEEDS_TORNADO, SLOW  # noqa: E402
 from harness import Case, MeasurementError, Results, format_table, progress, versions  # noqa: E402
 
 
@@ -42,16 +42,17 @@ class Sizes:
 
     throughput: int = 200_000
     latency: int = 20_000
+    e2e: int = 10_000
     fanin: int = 100_000
     fanin_k: Tuple[int, ...] = (1, 10, 100, 1000)
-    busy: int = 2_000
+    busy: int = 1_000
     poll_seconds: float = 0.3
     timers: int = 100_000
     memory: int = 1_000_000
     idle_seconds: float = 5.0
 
 
-QUICK = Sizes(throughput=20_000, latency=2_000, fanin=10_000, busy=300, poll_seconds=0.03,
+QUICK = Sizes(throughput=20_000, latency=2_000, e2e=1_000, fanin=10_000, busy=200, poll_seconds=0.03,
               timers=20_000, memory=100_000, idle_seconds=2.0)
 
 Builder = Callable[[Sizes, List[str]], List[Case]]
@@ -116,10 +117,14 @@ def execute(cases: List[Case], reps: int, results: Results) -> None:
             results.row(case.scenario, case.case, comp, unit=case.unit,
                         higher_is_better=case.higher_is_better, baseline=case.base(comp),
                         per_op=case.per_op)
+    started = time.monotonic()
     for rep in range(reps):
         for case in cases:
+            if case.max_reps is not None and rep >= case.max_reps:
+                continue
             order = rotated(case.competitors, rep)
-            label = f"[{rep + 1}/{reps}] {case.scenario} / {case.case}"
+            label = (f"{time.monotonic() - started:5.0f}s [{rep + 1}/{reps}] "
+                     f"{case.scenario} / {case.case}")
             try:
                 if case.together is not None:
                     values = case.together(order)
@@ -182,6 +187,9 @@ def main(argv: List[str]) -> int:
           + ", ".join(f"{k}={v}" for k, v in asdict(sizes).items()))
     for note in notes:
         print(f"note: {note}")
+    print("note: " + ", ".join(f"{name} takes 1/{div}" for name, div in SLOW.items())
+          + " of the messages and round trips (not in the busy case); memory and idle CPU "
+          + "run at most 3 repetitions.")
     print()
     print(format_table(results))
     print()
