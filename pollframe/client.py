@@ -184,9 +184,12 @@ class RequestClient:
     def _attempt(self, frames: Sequence[Any], deadline: float) -> list[bytes] | None:
         """Send and wait for the reply until ``deadline``; None when it passed."""
         sock = self._socket if self._socket is not None else self._open()
-        if not _wait(sock, zmq.POLLOUT, deadline):
-            return None
-        sock.send_multipart(frames, zmq.NOBLOCK)
+        try:
+            sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:  # no pipe yet (IMMEDIATE) or at the high-water mark
+            if not _wait(sock, zmq.POLLOUT, deadline):
+                return None
+            sock.send_multipart(frames, zmq.NOBLOCK)
         if not _wait(sock, zmq.POLLIN, deadline):
             return None
         return sock.recv_multipart(zmq.NOBLOCK)

@@ -268,3 +268,11 @@ def test_a_killed_server_times_out_at_the_deadline_and_its_restart_answers_every
     replies = [client.request("ping", n) for n in range(2, 52)]
     assert replies == [("pong", [n], {}) for n in range(2, 52)]
     assert second.is_alive()
+
+
+def test_with_immediate_a_request_waits_for_a_connection_within_its_deadline(serve, clients):
+    client = clients("127.0.0.1:1", timeout=0.1, retries=1, sockopts={zmq.IMMEDIATE: 1})
+    with pytest.raises(RequestTimeout):  # nothing listens on port 1: the send never gets a pipe
+        client.request("ping", 1)
+    late = clients(serve(pong).endpoint, timeout=2.0, sockopts={zmq.IMMEDIATE: 1})
+    assert late.request("ping", 2) == ("pong", [2], {})
