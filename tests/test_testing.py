@@ -6,6 +6,7 @@ import os
 import signal
 import textwrap
 import threading
+import time
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -305,6 +306,22 @@ def test_a_stop_message_that_gets_no_answer_is_reported_and_the_process_still_en
     assert peer.steps == ["stop", "SIGTERM"] and peer.exitcode == 0 and gone(peer.pid)
 
 
+def wait_until_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Wait until the kernel shows ``pid`` as stopped by a signal (state T in /proc)."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, f"pid {pid} was not stopped within {timeout} s"
+        time.sleep(0.001)  # sleep-ok: polling kernel state, which has no event to wait on
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process state from /proc")
+def test_the_harness_continues_a_frozen_child_so_that_it_stops_cleanly():
+    with running(PingPongPeer()) as peer:
+        os.kill(peer.pid, signal.SIGSTOP)
+        wait_until_stopped(peer.pid)
+    assert peer.steps == ["stop"] and peer.exitcode == 0
+
+
 def test_a_process_whose_setup_fails_is_reported_and_reaped():
     peer = BrokenPeer()
     with pytest.raises(ProcessNotReady, match="no configuration found"):
@@ -368,6 +385,14 @@ def test_a_reply_that_is_not_json_fails_naming_the_frame(pair):
 
 # --------------------------------------------------------------------------- as a user's test run sees it
 
+INNER_CONFTEST = textwrap.dedent('''\
+    import pollframe.testing.plugin
+
+    def pytest_configure(config):
+        if not config.pluginmanager.has_plugin("pollframe"):
+            config.pluginmanager.register(pollframe.testing.plugin, "pollframe")
+''')
+
 USER_TESTS = '''\
 import zmq
 from kit_peers import PingPongPeer, SilentPeer
@@ -403,13 +428,7 @@ def line_of(source: str, needle: str) -> int:
 def test_failing_process_tests_report_at_the_tests_own_line_and_leave_no_process(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent),
                                                       os.environ.get("PYTHONPATH", "")]))
-    pytester.makeconftest(textwrap.dedent('''
-        import pollframe.testing.plugin
-
-        def pytest_configure(config):
-            if not config.pluginmanager.has_plugin("pollframe"):
-                config.pluginmanager.register(pollframe.testing.plugin, "pollframe")
-    '''))
+    pytester.makeconftest(INNER_CONFTEST)
     pytester.makepyfile(test_user=USER_TESTS)
     basetemp = pytester.path / "basetemp"
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
@@ -433,3 +452,49 @@ def test_failing_process_tests_report_at_the_tests_own_line_and_leave_no_process
     for name in ("silent.pid", "pingpong.pid"):
         assert gone(int((basetemp / name).read_text()))
 
+
+
+FIXTURE_TESTS = '''\
+from kit_peers import PingPongPeer, StubbornPeer
+
+FAST = dict(stop_timeout=0.2, term_timeout=0.2)
+
+
+def test_passes_but_its_process_must_be_killed(start_process):
+    start_process(StubbornPeer(), **FAST)
+
+
+def test_fails_and_its_process_must_be_killed(start_process):
+    start_process(StubbornPeer(), **FAST)
+    assert False, "the test's own failure"
+
+
+def test_passes_and_spares_its_process_the_check(start_process):
+    start_process(StubbornPeer(), check_exit=False, **FAST)
+
+
+def test_passes_with_two_processes_that_stop_cleanly(start_process, tmp_path_factory):
+    pids = [start_process(PingPongPeer()).pid for _ in range(2)]
+    (tmp_path_factory.getbasetemp() / "clean.pids").write_text(" ".join(map(str, pids)))
+'''
+
+
+@pytest.mark.timeout(60)
+def test_the_start_process_fixture_stops_every_process_and_checks_exits_only_of_passing_tests(
+    pytester, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    pytester.makeconftest(INNER_CONFTEST)
+    pytester.makepyfile(test_fixture_user=FIXTURE_TESTS)
+    basetemp = pytester.path / "basetemp"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
+                                           f"--basetemp={basetemp}", "-o", "timeout=20")
+    result.assert_outcomes(passed=3, failed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_passes_but_its_process_must_be_killed*",
+        "E*UncleanExit: StubbornPeer (pid *) did not exit cleanly: the harness sent stop then SIGTERM "
+        "then SIGKILL, exit code -9",
+    ])
+    assert "ERROR at teardown of test_fails_and_its_process_must_be_killed" not in result.stdout.str()
+    assert all(gone(int(pid)) for pid in (basetemp / "clean.pids").read_text().split())

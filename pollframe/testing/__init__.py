@@ -3,9 +3,10 @@
 - Unit tests, no sockets: :class:`FakeStream` stands in for a Stream (a
   handler's ``reply_stream``); :class:`FakeClock` with
   ``PollLoop(clock=...)`` and :func:`run_for` fire timers without sleeping.
-- Process tests: :func:`running` starts one real :class:`ZmqProcess`,
-  hands back its endpoints and always stops it; a :class:`TimedSocket`
-  (never blocks forever) and a :class:`Conversation` stand in for its peers.
+- Process tests: :func:`running` (or the ``start_process`` fixture)
+  starts one real ``ZmqProcess``, hands back its endpoints and always
+  stops it; a :class:`TimedSocket` (never blocks forever) and a
+  :class:`Conversation` stand in for its peers.
 - Loop tests: :func:`run_until` drives a loop until a condition holds, or
   fails with a clear message.
 

@@ -11,7 +11,8 @@ escalating steps each with its own deadline:
 3. ``SIGKILL``.
 
 This runs however the block is left: normally, by a failed assertion, by
-pytest-timeout's signal or by Ctrl-C. If even ``SIGKILL`` leaves the
+pytest-timeout's signal or by Ctrl-C. A child frozen with ``SIGSTOP`` is
+sent ``SIGCONT`` first, so that it can take the stop request. If even ``SIGKILL`` leaves the
 process alive the harness says so loudly. When the block succeeded, a
 process that needed ``SIGTERM``/``SIGKILL`` or exited non-zero fails the
 test (:class:`~pollframe.testing.errors.UncleanExit`), unless
@@ -19,7 +20,8 @@ test (:class:`~pollframe.testing.errors.UncleanExit`), unless
 """
 from __future__ import annotations
 
-import logging
+import os
+import signal
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Optional
@@ -27,9 +29,7 @@ from typing import Any, Callable, Iterator, List, Optional
 from pollframe.process import ZmqProcess
 from pollframe.testing.errors import UncleanExit
 
-__all__ = ["RunningProcess", "kill_leftovers", "running"]
-
-log = logging.getLogger("pollframe.testing")
+__all__ = ["RunningProcess", "kill_leftovers", "running", "start_process"]
 
 #: Processes started by ``running()`` and not yet reaped (a safety net for the plugin).
 _started: "weakref.WeakSet[ZmqProcess]" = weakref.WeakSet()
@@ -87,6 +87,7 @@ class RunningProcess:
         stop_timeout, term_timeout, kill_timeout = self._timeouts
         if process.is_alive():
             self.steps.append("stop")
+            _continue(process)  # a child frozen with SIGSTOP could not take the request
             try:
                 (self._stop or process.stop)()
             except Exception as exc:  # the process may be wedged: go on to SIGTERM
@@ -120,6 +121,35 @@ class RunningProcess:
         return f"<RunningProcess {self.describe()} endpoints={self.endpoints} exitcode={self.exitcode}>"
 
 
+def start_process(
+    process: ZmqProcess,
+    *,
+    ready_timeout: float = 10.0,
+    stop: Optional[Callable[[], Any]] = None,
+    stop_timeout: float = 2.0,
+    term_timeout: float = 1.0,
+    kill_timeout: float = 5.0,
+) -> RunningProcess:
+    """Start ``process`` and wait until it is ready; the caller must ``shutdown()`` the result.
+
+    If it does not get ready (its ``setup()`` failed, it died, or
+    ``ready_timeout`` passed) it is shut down before the error is raised.
+    :func:`running` and the ``start_process`` fixture wrap this with the
+    shutdown guaranteed.
+    """
+    __tracebackhide__ = True
+    handle = RunningProcess(process, stop=stop, stop_timeout=stop_timeout, term_timeout=term_timeout,
+                            kill_timeout=kill_timeout)
+    process.start()
+    _started.add(process)
+    try:
+        handle.endpoints = process.wait_ready(ready_timeout)
+    except BaseException:
+        handle.shutdown()
+        raise
+    return handle
+
+
 @contextmanager
 def running(
     process: ZmqProcess,
@@ -135,16 +165,14 @@ def running(
 
     ``stop`` replaces ``process.stop()`` as the first, polite step (a
     callable with no arguments, e.g. one that sends the stop message and
-    reads its reply). Each step waits up to its timeout in seconds. The
-    process is gone when the block is left, whatever happened in it.
+    reads its reply; it must not block without a deadline). Each step
+    waits up to its timeout in seconds. The process is gone when the block
+    is left, whatever happened in it.
     """
     __tracebackhide__ = True
-    handle = RunningProcess(process, stop=stop, stop_timeout=stop_timeout, term_timeout=term_timeout,
-                            kill_timeout=kill_timeout)
-    process.start()
-    _started.add(process)
+    handle = start_process(process, ready_timeout=ready_timeout, stop=stop, stop_timeout=stop_timeout,
+                           term_timeout=term_timeout, kill_timeout=kill_timeout)
     try:
-        handle.endpoints = process.wait_ready(ready_timeout)
         yield handle
     except BaseException:
         handle.shutdown()
@@ -169,3 +197,11 @@ def kill_leftovers() -> List[str]:
             killed.append(f"{type(process).__name__} (pid {process.pid})")
         _started.discard(process)
     return killed
+
+
+def _continue(process: ZmqProcess) -> None:
+    if process.pid is not None:
+        try:
+            os.kill(process.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass

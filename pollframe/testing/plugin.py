@@ -17,20 +17,27 @@ with ``-p no:pollframe``). Fixtures:
     ``make_socket(zmq.REQ, connect=endpoint)``: a
     :class:`~pollframe.testing.sockets.TimedSocket` on ``zmq_context``,
     closed with linger 0 at teardown.
+``start_process``
+    ``start_process(PongProc("127.0.0.1"))``: starts a ZmqProcess, waits
+    until it is ready and returns its
+    :class:`~pollframe.testing.harness.RunningProcess`; at teardown each
+    one is stopped (stop, SIGTERM, SIGKILL). If the test itself passed, a
+    process that did not exit cleanly then fails it (an error at teardown).
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 import zmq
 
 from pollframe.loop import PollLoop
 from pollframe.testing.fakes import FakeClock
-from pollframe.testing.harness import kill_leftovers
+from pollframe.testing.harness import RunningProcess, kill_leftovers
+from pollframe.testing.harness import start_process as _start_process
 from pollframe.testing.sockets import (
     DEFAULT_TIMEOUT,
     IPC_PATH_MAX,
@@ -122,6 +129,45 @@ def make_socket(zmq_context: zmq.Context[Any]) -> Iterator[Callable[..., TimedSo
     yield make
     for sock in made:
         sock.close(linger=0)
+
+
+@pytest.fixture
+def start_process(request: pytest.FixtureRequest) -> Iterator[Callable[..., RunningProcess]]:
+    """Factory: ``start_process(proc, **options)`` with the options of ``running()``; stopped at teardown.
+
+    ``check_exit=False`` spares one process the clean-exit check.
+    """
+    started: List[Tuple[RunningProcess, bool]] = []
+
+    def start(process: Any, *, check_exit: bool = True, **options: Any) -> RunningProcess:
+        __tracebackhide__ = True
+        handle = _start_process(process, **options)
+        started.append((handle, check_exit))
+        return handle
+
+    yield start
+    for handle, _ in reversed(started):
+        handle.shutdown()
+    if not _call_failed(request.node):
+        for handle, check_exit in started:
+            if check_exit:
+                handle.check_clean_exit()
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember whether the test body failed, for teardowns that should not pile on."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+
+
+def _call_failed(node: Any) -> bool:
+    return bool(node.stash.get(_CALL_FAILED, True))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
