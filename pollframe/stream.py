@@ -7,6 +7,14 @@ the back of a bounded queue and the socket is polled for ``POLLOUT``; each
 again. While the queue holds anything, new messages queue behind it, so
 order is kept. Past ``max_queue`` messages, ``send*`` raises ``QueueFull``
 and the message is not taken: the caller decides what to drop.
+
+A ROUTER is the exception. Its messages go to many peers, and ``EAGAIN``
+(under ``ROUTER_MANDATORY``) means that one peer's pipe is full — a peer
+that does not read its replies. Queueing that message would hold every
+later reply, to every other peer, behind it. So a ROUTER message refused
+with ``EAGAIN`` is dropped, counted in ``dropped`` and logged, as is one
+for a peer that is gone (``unroutable``): the slow peer loses its replies,
+nobody else waits.
 """
 from __future__ import annotations
 
@@ -46,7 +54,9 @@ class Stream:
         self.socket = sock
         self.loop = loop
         self.unroutable = 0
+        self.dropped = 0
         self._touched = loop.touched
+        self._routes = sock.type == zmq.ROUTER
         self._queue: Deque[Sequence[Any]] = deque()
         self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None
         self._handler_for: Any = False  # the callback the registered handler was built for
@@ -74,6 +84,9 @@ class Stream:
         try:
             self.socket.send_multipart(frames, _NOBLOCK)
         except zmq.Again:
+            if self._routes:
+                self._drop_for_slow_peer(frames)
+                return
             self._enqueue(frames)
             self._install()
         except zmq.ZMQError as exc:
@@ -172,13 +185,18 @@ class Stream:
             raise QueueFull(f"{self.socket!r}: send queue holds {len(self._queue)} messages (max_queue)")
         self._queue.append(frames)
 
+    def _drop_for_slow_peer(self, frames: Sequence[Any]) -> None:
+        self.dropped += 1
+        log.warning("pollframe: %r: peer %r does not read (its pipe is full); message dropped (%d so far)",
+                    self.socket, _peer_id(frames), self.dropped)
+
     def _peer_gone(self, exc: zmq.ZMQError, frames: Sequence[Any]) -> bool:
         """Count and log a message for a peer that is gone (ROUTER_MANDATORY); False for other errors."""
         if exc.errno != zmq.EHOSTUNREACH:
             return False
         self.unroutable += 1
         log.warning("pollframe: %r: peer %r is gone; message dropped (%d so far)",
-                    self.socket, bytes(frames[0])[:32] if frames else b"", self.unroutable)
+                    self.socket, _peer_id(frames), self.unroutable)
         return True
 
     def _check_open(self) -> None:
@@ -187,3 +205,8 @@ class Stream:
 
     def __repr__(self) -> str:
         return f"<Stream {self.socket!r} queued={len(self._queue)}>"
+
+
+def _peer_id(frames: Sequence[Any]) -> bytes:
+    """The routing id a ROUTER message starts with, cut short for a log line."""
+    return bytes(frames[0])[:32] if frames else b""

@@ -109,3 +109,21 @@ def test_close_unregisters_and_closes_the_socket(loop, push_pull):
     assert pull.closed and not loop.is_registered(pull)
     with pytest.raises(RuntimeError):
         stream.send(b"after close")
+
+
+def test_a_router_drops_and_counts_a_message_for_a_peer_whose_pipe_is_full(ctx, loop):
+    router = ctx.socket(zmq.ROUTER)
+    router.router_mandatory = 1
+    router.sndhwm = 1
+    router.bind("inproc://slow-peer")
+    slow = ctx.socket(zmq.DEALER)
+    slow.rcvhwm = 1
+    slow.routing_id = b"slow"
+    slow.connect("inproc://slow-peer")
+    slow.send(b"hello")
+    assert router.poll(1000) and router.recv_multipart() == [b"slow", b"hello"]
+    stream = Stream(router, loop)
+    for _ in range(10):  # the slow peer reads none of them
+        stream.send_multipart([b"slow", b"reply"])
+    assert stream.dropped >= 1
+    assert stream.queued() == 0, "nothing waits behind the slow peer"
