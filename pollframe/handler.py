@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import Counter
-from typing import Any, Callable, Dict, Protocol, TypeVar, overload
+from typing import Any, Callable, Dict, Protocol, Sequence, TypeVar, overload
 
 from pollframe.codec import Codec, JsonCodec, to_triple
 from pollframe.errors import (
@@ -46,6 +46,7 @@ MAX_SIZE = 1 << 20
 """Default limit for the size of the JSON frame: 1 MiB."""
 
 _MARK = "_pollframe_message_types"
+_INSTANCE_ATTRS = frozenset({"json_load", "reply_stream", "codec", "max_size", "errors"})
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,6 +108,10 @@ class MessageHandler:
     :meth:`reply` must return None: a second reply would break REP lockstep,
     so the return value is dropped and logged as a failure. Without a
     ``reply_stream`` return values are ignored.
+
+    Handlers run one message at a time (a handler must not call the
+    handler object itself re-entrantly): ``reply`` and ``envelope`` refer to
+    the message being handled and raise RuntimeError outside of one.
 
     No reply. If a handler returns None and did not reply while a
     ``reply_stream`` is set, nothing is sent (the handler may mean to reply
@@ -174,9 +179,7 @@ class MessageHandler:
             raise RuntimeError("reply() is only possible while a message is handled")
         if self.reply_stream is None:
             raise RuntimeError("this handler has no reply_stream")
-        frame = self.codec.encode(msg_type, args, kwargs)
-        self.reply_stream.send_multipart(self.__frames[: self.json_load] + [frame])
-        self.__replied = True
+        self._send(msg_type, args, kwargs)
 
     def handle_error(self, err: MessageError) -> None:
         """Log and count a failed message; answer it if nothing was replied.
@@ -191,7 +194,14 @@ class MessageHandler:
         else:
             log.error("%s", err.reason, exc_info=err.__cause__)
         if self.reply_stream is not None and self.__frames is not None and not self.__replied:
-            self.reply("error", err.reason)
+            self._send("error", [err.reason], {})
+
+    def _send(self, msg_type: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        stream, frames = self.reply_stream, self.__frames
+        assert stream is not None and frames is not None, "callers check both"
+        frame = self.codec.encode(msg_type, args, kwargs)
+        stream.send_multipart(frames[: self.json_load] + [frame])
+        self.__replied = True
 
     def _decode(self, msg: list[bytes]) -> tuple[str, list[Any], dict[str, Any]]:
         try:
@@ -237,7 +247,7 @@ class MessageHandler:
                 f"handler for {shorten(msg_type)} returned {type(result).__name__}, "
                 "not [type, args, kwargs] or [type, data]"
             ) from None
-        self.reply(reply_type, *args, **kwargs)
+        self._send(reply_type, args, kwargs)
 
 
 def _collect_handlers(cls: type) -> dict[str, Callable[..., Any]]:
@@ -259,7 +269,7 @@ def _collect_handlers(cls: type) -> dict[str, Callable[..., Any]]:
             if not inspect.isfunction(value):
                 continue
             for msg_type in getattr(value, _MARK, ()):
-                if hasattr(MessageHandler, attr):
+                if hasattr(MessageHandler, attr) or attr in _INSTANCE_ATTRS:
                     raise TypeError(f"{klass.__name__}.{attr} would replace MessageHandler.{attr}")
                 if msg_type in declared_here:
                     raise ValueError(f"{klass.__name__} declares message type {msg_type!r} twice")

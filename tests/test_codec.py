@@ -37,6 +37,10 @@ def test_a_pair_whose_data_is_a_list_passes_the_list_as_one_argument(codec):
     assert codec.decode(b'["ping", [1, 2]]') == ("ping", [[1, 2]], {})
 
 
+def test_whitespace_around_the_json_text_is_allowed(codec):
+    assert codec.decode(b' \t["ping", 3]\r\n') == ("ping", [3], {})
+
+
 def test_utf8_text_decodes(codec):
     assert codec.decode('["say", "grüße ☃"]'.encode()) == ("say", ["grüße ☃"], {})
 

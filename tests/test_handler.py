@@ -494,6 +494,15 @@ def test_a_message_method_may_not_replace_a_message_handler_method():
                 pass
 
 
+def test_a_message_method_may_not_take_the_name_of_a_handler_attribute():
+    with pytest.raises(TypeError, match="errors"):
+
+        class Bad(MessageHandler):
+            @message
+            def errors(self):
+                pass
+
+
 def test_declaring_one_type_twice_in_one_class_is_an_error():
     with pytest.raises(ValueError, match="twice"):
 
