@@ -231,16 +231,18 @@ def test_a_frame_over_the_size_limit_never_reaches_the_handler_and_the_next_clie
     at_limit = b'["ping", [1], {}]'.ljust(MiB)  # trailing blanks: still valid JSON
     over_limit = b'["ping", [2], {}]'.ljust(MiB + 1)
 
-    sender = clients(endpoint, timeout=0.5, retries=1)
+    sender = clients(endpoint, timeout=2.0, retries=1)
     assert json.loads(sender.send_recv([at_limit])[0]) == ["pong", [1], {}]
     with pytest.raises(RequestTimeout):  # libzmq drops the connection; no reply comes
-        sender.send_recv([over_limit])
+        sender.send_recv([over_limit], timeout=0.5)
 
     after = stats(clients(endpoint, timeout=2.0))
     assert after["seen"] == 2  # the frame at the limit and this stats request: nothing else
     assert "too_large" not in after["errors"]
     assert clients(endpoint, timeout=2.0).request("ping", 3) == ("pong", [3], {})
     assert sender.request("ping", 4) == ("pong", [4], {})  # the sender too, on its fresh socket
+    note("size limit", at_limit_bytes=len(at_limit), over_limit_bytes=len(over_limit),
+         reached_handler=after["seen"] - 1, sender_timeouts=sender.timeouts)
 
 
 @pytest.mark.timeout(30)
