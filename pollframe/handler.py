@@ -62,9 +62,11 @@ def _check_type_name(msg_type: str) -> None:
         raise ValueError(f"message type {msg_type!r} is not a string, is empty or starts with '_'")
 
 
-def _mark(func: F, msg_type: str) -> F:
+def _mark(func: F, msg_type: str | None) -> F:
     if not inspect.isfunction(func):
         raise TypeError(f"@message marks a plain function (def ...), not {func!r}")
+    if msg_type is None:
+        msg_type = func.__name__
     _check_type_name(msg_type)
     setattr(func, _MARK, getattr(func, _MARK, ()) + (msg_type,))
     return func
@@ -84,11 +86,10 @@ def message(arg: Any = None) -> Any:
     to serve several types with one method. A type must not start with ``_``.
     """
     if arg is None or isinstance(arg, str):
-        name = arg
-        if name is not None:
-            _check_type_name(name)  # fail at the decorator line, not later
-        return lambda func: _mark(func, name if name is not None else func.__name__)
-    return _mark(arg, arg.__name__)
+        if arg is not None:
+            _check_type_name(arg)  # fail at the decorator line, not later
+        return lambda func: _mark(func, arg)
+    return _mark(arg, None)
 
 
 class MessageHandler:
