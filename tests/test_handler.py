@@ -147,6 +147,16 @@ def test_a_stacked_decorator_serves_several_types_with_one_method(stream):
     assert [decoded(s)[0] for s in stream.sent] == ["ok", "ok"]
 
 
+def test_message_called_without_a_name_serves_the_method_name(stream):
+    class Empty(MessageHandler):
+        @message()
+        def ping(self, n):
+            return ["pong", n]
+
+    Empty(reply_stream=stream)([frame("ping", 4)])
+    assert decoded(stream.sent[0]) == ["pong", [4], {}]
+
+
 def test_the_router_envelope_is_kept_on_the_reply(pong, stream):
     pong([b"peer-7", b"", frame("ping", [1], {})])
     assert stream.sent == [[b"peer-7", b"", b'["pong", [1], {}]']]
