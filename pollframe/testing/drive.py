@@ -64,7 +64,7 @@ def run_for(loop: PollLoop, clock: FakeClock, seconds: float) -> int:
     __tracebackhide__ = True
     if loop.time is not clock:
         raise ValueError("run_for(): the loop does not run on this clock (PollLoop(clock=clock))")
-    end = clock.advance(0) + seconds
+    end = clock() + seconds
     loop.run_once(0)
     passes = 1
     while True:
