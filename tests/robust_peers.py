@@ -89,6 +89,7 @@ class CountingHandler(RepStreamHandler):
             "seen": self.seen,
             "errors": dict(self.errors),
             "unroutable": self.stream.unroutable,
+            "dropped": self.stream.dropped,
             "queued": self.stream.queued(),
         }
         return ["stats", [stats], {}]
