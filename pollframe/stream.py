@@ -187,16 +187,18 @@ class Stream:
 
     def _drop_for_slow_peer(self, frames: Sequence[Any]) -> None:
         self.dropped += 1
-        log.warning("pollframe: %r: peer %r does not read (its pipe is full); message dropped (%d so far)",
-                    self.socket, _peer_id(frames), self.dropped)
+        if _worth_logging(self.dropped):
+            log.warning("pollframe: %r: peer %r does not read (its pipe is full); %d message(s) dropped so far",
+                        self.socket, _peer_id(frames), self.dropped)
 
     def _peer_gone(self, exc: zmq.ZMQError, frames: Sequence[Any]) -> bool:
         """Count and log a message for a peer that is gone (ROUTER_MANDATORY); False for other errors."""
         if exc.errno != zmq.EHOSTUNREACH:
             return False
         self.unroutable += 1
-        log.warning("pollframe: %r: peer %r is gone; message dropped (%d so far)",
-                    self.socket, _peer_id(frames), self.unroutable)
+        if _worth_logging(self.unroutable):
+            log.warning("pollframe: %r: peer %r is gone; %d message(s) for gone peers dropped so far",
+                        self.socket, _peer_id(frames), self.unroutable)
         return True
 
     def _check_open(self) -> None:
@@ -210,3 +212,10 @@ class Stream:
 def _peer_id(frames: Sequence[Any]) -> bytes:
     """The routing id a ROUTER message starts with, cut short for a log line."""
     return bytes(frames[0])[:32] if frames else b""
+
+
+def _worth_logging(count: int) -> bool:
+    """Log the 1st, 10th, 100th, ... occurrence: a flood of drops stays a handful of lines."""
+    while count % 10 == 0:
+        count //= 10
+    return count == 1
