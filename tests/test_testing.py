@@ -306,6 +306,20 @@ def test_a_stop_message_that_gets_no_answer_is_reported_and_the_process_still_en
     assert peer.steps == ["stop", "SIGTERM"] and peer.exitcode == 0 and gone(peer.pid)
 
 
+class Interrupted(BaseException):
+    """Stands for Ctrl-C or pytest-timeout's signal arriving in the middle of a shutdown."""
+
+
+def test_a_shutdown_interrupted_midway_still_kills_the_process():
+    def interrupted_stop():
+        raise Interrupted()
+
+    with pytest.raises(Interrupted):
+        with running(PingPongPeer(), stop=interrupted_stop) as peer:
+            pass
+    assert peer.exitcode == -signal.SIGKILL and gone(peer.pid)
+
+
 def wait_until_stopped(pid: int, timeout: float = 5.0) -> None:
     """Wait until the kernel shows ``pid`` as stopped by a signal (state T in /proc)."""
     deadline = time.monotonic() + timeout

@@ -79,10 +79,29 @@ class RunningProcess:
         return f"{type(self.process).__name__} (pid {self.process.pid})"
 
     def shutdown(self) -> Optional[int]:
-        """Stop the process, escalating as needed; return its exit code. Safe to call twice."""
+        """Stop the process, escalating as needed; return its exit code. Safe to call twice.
+
+        If the shutdown itself is interrupted (Ctrl-C, pytest-timeout), the
+        process is killed before the interruption goes on.
+        """
         if self._done:
             return self.exitcode
         self._done = True
+        process = self.process
+        try:
+            self._escalate()
+        except BaseException:
+            if process.is_alive():
+                process.kill()
+                process.join(self._timeouts[2])
+            raise
+        if process.is_alive():
+            raise AssertionError(f"{self.describe()} survived SIGKILL for {self._timeouts[2]} s")
+        _started.discard(process)
+        process.shutdown(0)  # releases the control pipe; the process is gone already
+        return self.exitcode
+
+    def _escalate(self) -> None:
         process = self.process
         stop_timeout, term_timeout, kill_timeout = self._timeouts
         if process.is_alive():
@@ -101,11 +120,6 @@ class RunningProcess:
             self.steps.append("SIGKILL")
             process.kill()
             process.join(kill_timeout)
-        if process.is_alive():
-            raise AssertionError(f"{self.describe()} survived SIGKILL for {kill_timeout} s")
-        _started.discard(process)
-        process.shutdown(0)  # releases the control pipe; the process is gone already
-        return self.exitcode
 
     def check_clean_exit(self) -> None:
         """Fail unless the process ended on its stop request (or by itself) with exit code 0."""
