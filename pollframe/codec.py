@@ -103,8 +103,12 @@ def nesting_exceeds(frame: bytes, limit: int) -> bool:
     # string as it was; what remains are strings that hold brackets.
     skeleton = skeleton.replace(b'""', b"")
     skeleton = b"".join(skeleton.split(b'"')[::2]).translate(_TO_PARENS)
-    # Each pass removes the innermost level of every nest.
+    # Each pass removes the innermost level of every nest; a run of more
+    # than `limit` openings is too deep at once, without peeling it level by level.
+    too_deep = b"(" * (limit + 1)
     for _ in range(limit):
+        if too_deep in skeleton:
+            return True
         size = len(skeleton)
         skeleton = skeleton.replace(b"()", b"")
         if not skeleton:

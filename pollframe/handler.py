@@ -201,8 +201,12 @@ class MessageHandler:
         stream, frames = self.reply_stream, self.__frames
         assert stream is not None and frames is not None, "callers check both"
         frame = self.codec.encode(msg_type, args, kwargs)
-        stream.send_multipart(frames[: self.json_load] + [frame])
-        self.__replied = True
+        self.__replied = True  # tried: a second attempt would break REP lockstep
+        try:
+            stream.send_multipart(frames[: self.json_load] + [frame])
+        except Exception as exc:  # a full queue, a socket error: the loop must go on
+            self.errors["reply_failed"] += 1
+            log.warning("reply %s could not be sent: %s: %s", shorten(msg_type), type(exc).__name__, exc)
 
     def _decode(self, msg: list[bytes]) -> tuple[str, list[Any], dict[str, Any]]:
         try:

@@ -230,3 +230,9 @@ def test_a_reason_is_one_line_and_bounded():
     error = BadShape("line one\nline two " + "y" * 1000)
     assert "\n" not in error.reason and len(error.reason) <= 200
     assert str(error) == error.reason
+
+
+def test_a_long_run_of_openings_is_refused_without_peeling_it_level_by_level():
+    frame = b"[" * 100_000 + b"]" * 100_000
+    assert nesting_exceeds(frame, 32)
+    assert not nesting_exceeds(b"[" * 32 + b"]" * 32, 32)

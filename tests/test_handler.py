@@ -563,3 +563,20 @@ def test_a_mixin_contributes_its_declared_handlers(stream):
     server = Server(reply_stream=stream)
     server([frame("plzdiekthxbye", [], {})])
     assert server.stopped and decoded(stream.sent[0]) == ["bye", [None], {}]
+
+
+class RefusingStream:
+    """A reply stream whose queue is full: every send raises."""
+
+    def send_multipart(self, frames: list[bytes]) -> None:
+        raise RuntimeError("send queue is full")
+
+
+def test_a_reply_that_cannot_be_sent_is_counted_and_the_next_message_still_handled(caplog):
+    pong = Pong(reply_stream=RefusingStream())
+    with caplog.at_level(logging.WARNING, logger="pollframe.handler"):
+        pong([b'["ping", [1], {}]'])
+        pong([b'["ping", [2], {}]'])
+    assert pong.calls == ["ping", "ping"]
+    assert pong.errors["reply_failed"] == 2
+    assert all(record.exc_info is None for record in caplog.records), "one line, no traceback"
