@@ -82,7 +82,10 @@ class Stream:
             self._enqueue(frames)
             return
         try:
-            self.socket.send_multipart(frames, _NOBLOCK)
+            if len(frames) == 1:
+                self.socket.send(frames[0], _NOBLOCK)  # pyzmq's send_multipart costs more for one frame
+            else:
+                self.socket.send_multipart(frames, _NOBLOCK)
         except zmq.Again:
             if self._routes:
                 self._drop_for_slow_peer(frames)
@@ -188,8 +191,10 @@ class Stream:
     def _drop_for_slow_peer(self, frames: Sequence[Any]) -> None:
         self.dropped += 1
         if _worth_logging(self.dropped):
-            log.warning("pollframe: %r: peer %r does not read (its pipe is full); %d message(s) dropped so far",
-                        self.socket, _peer_id(frames), self.dropped)
+            log.warning(
+                "pollframe: %r: peer %r does not read (its pipe is full); %d message(s) dropped so far",
+                self.socket, _peer_id(frames), self.dropped,
+            )
 
     def _peer_gone(self, exc: zmq.ZMQError, frames: Sequence[Any]) -> bool:
         """Count and log a message for a peer that is gone (ROUTER_MANDATORY); False for other errors."""
