@@ -301,7 +301,7 @@ def test_a_stop_message_that_gets_no_answer_is_reported_and_the_process_still_en
         chat.ask(["bye", [], {}], ["bye", [], {}])
 
     with pytest.raises(UncleanExit, match="the stop request failed: REQ socket"):
-        with running(SilentPeer(), stop=bye, stop_timeout=0.2) as peer:
+        with running(SilentPeer(), stop=bye, stop_timeout=0.2, term_timeout=5) as peer:
             chat = Conversation(make_socket(zmq.REQ, connect=peer.endpoint, timeout=0.2))
     assert peer.steps == ["stop", "SIGTERM"] and peer.exitcode == 0 and gone(peer.pid)
 
@@ -423,7 +423,7 @@ def test_silent(make_socket, tmp_path_factory):
 def test_wrong_reply(make_socket, tmp_path_factory):
     with running(PingPongPeer()) as peer:
         (tmp_path_factory.getbasetemp() / "pingpong.pid").write_text(str(peer.pid))
-        chat = Conversation(make_socket(zmq.REQ, connect=peer.endpoint))
+        chat = Conversation(make_socket(zmq.REQ, connect=peer.endpoint, timeout=5))
         chat.ask(["ping", [1], {}], ["pong", [2], {}])
 '''
 
