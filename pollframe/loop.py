@@ -288,6 +288,10 @@ class PollLoop:
         """
         self._run_once(timeout)
 
+    def next_deadline(self) -> Optional[float]:
+        """When the earliest pending timer is due, on ``time()``; None when none is pending."""
+        return self._timers.next_deadline()
+
     def stop(self) -> None:
         """End ``run()`` after the current pass; safe from signal handlers and other threads."""
         self._stopping = True

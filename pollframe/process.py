@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import multiprocessing.connection
 import signal
 import threading
@@ -167,6 +168,8 @@ class ZmqProcess(multiprocessing.Process):
         """
         if self._popen is None:  # type: ignore[attr-defined]  # set by start()
             return None
+        if self.is_alive() and self.pid is not None:
+            os.kill(self.pid, signal.SIGCONT)  # a stopped (SIGSTOP) child could not act on anything below
         self.stop()
         self.join(timeout)
         if self.is_alive():
@@ -174,7 +177,7 @@ class ZmqProcess(multiprocessing.Process):
             self.join(timeout)
         if self.is_alive():
             self.kill()
-            self.join()
+            self.join(timeout)  # SIGKILL cannot be ignored; the bound only guards against the unexpected
         if self._control is not None:
             self._control.close()
             self._control = None

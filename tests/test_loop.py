@@ -371,3 +371,12 @@ def test_close_closes_the_sockets_the_loop_was_asked_to_own(ctx):
     assert owned.closed and not borrowed.closed
     with pytest.raises(RuntimeError):
         loop.register(borrowed, print)
+
+
+def test_next_deadline_names_the_earliest_live_timer(loop):
+    assert loop.next_deadline() is None
+    early = loop.call_at(loop.time() + 5, print)
+    loop.call_at(loop.time() + 10, print)
+    assert loop.next_deadline() == early.when
+    early.cancel()
+    assert loop.next_deadline() > early.when

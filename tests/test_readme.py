@@ -23,3 +23,20 @@ def test_the_readme_gives_the_install_and_test_commands():
     text = README.read_text()
     assert "pip install -e . && python examples/example_app/main.py" in text
     assert "pip install -e '.[test]' && pytest" in text
+
+
+@pytest.mark.timeout(60)
+def test_the_testing_section_examples_pass_as_written(tmp_path):
+    text = README.read_text()
+    section = text[text.index("## Testing your application"):text.index("## Running the tests")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 4
+    example_app = README.parent / "examples" / "example_app"
+    test_file = tmp_path / "test_readme_kit.py"
+    test_file.write_text(f"import sys\nsys.path.insert(0, {str(example_app)!r})\n\n" + "\n\n".join(blocks))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        cwd=README.parent, capture_output=True, text=True, timeout=50,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout

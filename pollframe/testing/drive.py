@@ -68,7 +68,7 @@ def run_for(loop: PollLoop, clock: FakeClock, seconds: float) -> int:
     loop.run_once(0)
     passes = 1
     while True:
-        deadline = _next_deadline(loop)
+        deadline = loop.next_deadline()
         if deadline is None or deadline > end:
             break
         if passes >= MAX_PASSES:
@@ -80,11 +80,6 @@ def run_for(loop: PollLoop, clock: FakeClock, seconds: float) -> int:
     clock.advance_to(end)
     loop.run_once(0)
     return passes + 1
-
-
-def _next_deadline(loop: PollLoop) -> Optional[float]:
-    # PollLoop has no public accessor for its nearest timer deadline yet.
-    return loop._timers.next_deadline()
 
 
 def _not_reached(
