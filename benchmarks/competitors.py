@@ -16,7 +16,7 @@ other numbers are real) before the core exists.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import zmq
 
@@ -144,10 +144,18 @@ def sink_asyncio(socks: Sequence[zmq.Socket], n: int) -> Run:
     return lambda: loop.run_until_complete(main())
 
 
-def _sink_pollframe(socks: Sequence[zmq.Socket], n: int, multipart: bool) -> Run:
+def _loop_class(epoll: bool) -> Any:
+    if epoll:
+        from pollframe.epoll import EpollLoop
+
+        return EpollLoop
     from pollframe.loop import PollLoop
 
-    loop = PollLoop()
+    return PollLoop
+
+
+def _sink_pollframe(socks: Sequence[zmq.Socket], n: int, multipart: bool, epoll: bool = False) -> Run:
+    loop = _loop_class(epoll)()
     callback = _countdown(n, loop.stop)
     for sock in socks:
         loop.register(sock, callback, multipart=multipart)
@@ -162,6 +170,11 @@ def sink_pf_register(socks: Sequence[zmq.Socket], n: int) -> Run:
 def sink_pf_single(socks: Sequence[zmq.Socket], n: int) -> Run:
     """PollLoop.register(sock, cb, multipart=False): the single-frame path."""
     return _sink_pollframe(socks, n, multipart=False)
+
+
+def sink_pf_epoll(socks: Sequence[zmq.Socket], n: int) -> Run:
+    """EpollLoop.register(sock, cb): frame lists, epoll over ZMQ_FD."""
+    return _sink_pollframe(socks, n, multipart=True, epoll=True)
 
 
 def sink_pf_stream(socks: Sequence[zmq.Socket], n: int) -> Run:
@@ -297,10 +310,9 @@ def echo_asyncio(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
     return lambda: loop.run_until_complete(main())
 
 
-def _echo_pollframe(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket], multipart: bool) -> Run:
-    from pollframe.loop import PollLoop
-
-    loop = PollLoop()
+def _echo_pollframe(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket], multipart: bool,
+                    epoll: bool = False) -> Run:
+    loop = _loop_class(epoll)()
     send = sock.send_multipart if multipart else sock.send
     left = n
 
@@ -325,6 +337,11 @@ def echo_pf_register(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Ru
 def echo_pf_single(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
     """PollLoop.register(multipart=False), replying with sock.send."""
     return _echo_pollframe(sock, n, idle, multipart=False)
+
+
+def echo_pf_epoll(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
+    """EpollLoop.register, replying on the socket from the callback."""
+    return _echo_pollframe(sock, n, idle, multipart=True, epoll=True)
 
 
 def echo_pf_stream(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
@@ -361,6 +378,7 @@ SINKS: Dict[str, Callable[[Sequence[zmq.Socket], int], Run]] = {
     "pf-register": sink_pf_register,
     "pf-single": sink_pf_single,
     "pf-stream": sink_pf_stream,
+    "pf-epoll": sink_pf_epoll,
 }
 
 ECHOES: Dict[str, Callable[[zmq.Socket, int, Sequence[zmq.Socket]], Run]] = {
@@ -373,6 +391,7 @@ ECHOES: Dict[str, Callable[[zmq.Socket, int, Sequence[zmq.Socket]], Run]] = {
     "pf-register": echo_pf_register,
     "pf-single": echo_pf_single,
     "pf-stream": echo_pf_stream,
+    "pf-epoll": echo_pf_epoll,
 }
 
 NEEDS_TORNADO = {"zmqstream"}
@@ -386,4 +405,4 @@ SLOW = {"zmqstream": 4, "zmq.asyncio": 4}
 def count_for(competitor: str, n: int) -> int:
     """How many messages (round trips) this competitor is measured over."""
     return max(1, n // SLOW.get(competitor, 1))
-NEEDS_POLLFRAME = {"pf-register", "pf-single", "pf-stream"}
+NEEDS_POLLFRAME = {"pf-register", "pf-single", "pf-stream", "pf-epoll"}

@@ -53,10 +53,20 @@ def _pollframe(socks: List[zmq.Socket]) -> Callable[[], Any]:
     return partial(loop.run_once, 0)
 
 
+def _pollframe_epoll(socks: List[zmq.Socket]) -> Callable[[], Any]:
+    from pollframe.epoll import EpollLoop
+
+    loop = EpollLoop()
+    for sock in socks:
+        loop.register(sock, lambda frames: None)
+    return partial(loop.run_once, 0)
+
+
 MECHANISMS: Dict[str, Callable[[List[zmq.Socket]], Callable[[], Any]]] = {
     "poller": _poller,
     "epoll-ZMQ_FD": _epoll,
     "pf-register": _pollframe,
+    "pf-epoll": _pollframe_epoll,
 }
 
 

@@ -37,8 +37,10 @@ def server(link: Connection, params: Dict[str, Any]) -> Any:
             return params["wrap"](run)
         run()
     finally:
-        for s in [sock, *idle]:
-            s.close(linger=0)
+        for other in idle:
+            other.close(linger=0)
+        sock.close(linger=1000)  # the last reply may still be in the pipe
+        ctx.term()
     return None
 
 

@@ -42,10 +42,10 @@ class Sizes:
 
     throughput: int = 200_000
     latency: int = 20_000
-    e2e: int = 10_000
-    fanin: int = 100_000
+    e2e: int = 5_000
+    fanin: int = 50_000
     fanin_k: Tuple[int, ...] = (1, 10, 100, 1000)
-    busy: int = 1_000
+    busy: int = 500
     poll_seconds: float = 0.3
     timers: int = 100_000
     memory: int = 1_000_000
@@ -81,11 +81,13 @@ def available_competitors(wanted: List[str]) -> Tuple[List[str], List[str]]:
         have = [c for c in have if c not in NEEDS_POLLFRAME]
         notes.append(f"pollframe.loop is not importable ({exc}): pollframe competitors skipped")
     else:
-        try:
-            from pollframe.stream import Stream  # noqa: F401
-        except ImportError as exc:
-            have = [c for c in have if c != "pf-stream"]
-            notes.append(f"pollframe.stream is not importable ({exc}): pf-stream skipped")
+        for module, name, comp in (("pollframe.stream", "Stream", "pf-stream"),
+                                   ("pollframe.epoll", "EpollLoop", "pf-epoll")):
+            try:
+                getattr(__import__(module, fromlist=[name]), name)
+            except (ImportError, AttributeError) as exc:
+                have = [c for c in have if c != comp]
+                notes.append(f"{module}.{name} is not importable ({exc}): {comp} skipped")
     return have, notes
 
 
