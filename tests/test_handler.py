@@ -11,16 +11,7 @@ import pytest
 
 from pollframe.errors import BadArguments
 from pollframe.handler import MAX_SIZE, MessageHandler, message
-
-
-class RecordingStream:
-    """Stands in for a Stream: records what is sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[list[bytes]] = []
-
-    def send_multipart(self, frames: list[bytes]) -> None:
-        self.sent.append(list(frames))
+from pollframe.testing import FakeStream
 
 
 class Pong(MessageHandler):
@@ -97,17 +88,14 @@ def frame(*parts: Any) -> bytes:
     return json.dumps(list(parts)).encode()
 
 
-def decoded(frames: list[bytes]) -> Any:
-    return json.loads(frames[-1])
+@pytest.fixture
+def stream() -> FakeStream:
+    """The reply stream: the kit's FakeStream records every reply the handler sends."""
+    return FakeStream()
 
 
 @pytest.fixture
-def stream() -> RecordingStream:
-    return RecordingStream()
-
-
-@pytest.fixture
-def pong(stream: RecordingStream) -> Pong:
+def pong(stream: FakeStream) -> Pong:
     return Pong(reply_stream=stream)
 
 
@@ -121,17 +109,17 @@ def test_a_triple_reaches_its_handler_and_the_returned_pair_is_sent_as_a_triple(
 
 def test_the_pair_form_is_served_like_the_triple(pong, stream):
     pong([frame("ping", 7)])
-    assert decoded(stream.sent[0]) == ["pong", [7], {}]
+    assert stream.sent_json()[0] == ["pong", [7], {}]
 
 
 def test_keyword_arguments_reach_the_handler(pong, stream):
     pong([frame("say-hello", ["bob"], {"loud": True})])
-    assert decoded(stream.sent[0]) == ["hello", ["BOB"], {}]
+    assert stream.sent_json()[0] == ["hello", ["BOB"], {}]
 
 
 def test_a_renamed_handler_serves_its_given_name_and_not_its_method_name(pong, stream):
     pong([frame("hello", ["bob"], {})])
-    assert pong.calls == [] and decoded(stream.sent[0])[0] == "error"
+    assert pong.calls == [] and stream.sent_json()[0][0] == "error"
 
 
 def test_a_stacked_decorator_serves_several_types_with_one_method(stream):
@@ -144,7 +132,7 @@ def test_a_stacked_decorator_serves_several_types_with_one_method(stream):
     handler = Both(reply_stream=stream)
     handler([frame("first", [], {})])
     handler([frame("also", [], {})])
-    assert [decoded(s)[0] for s in stream.sent] == ["ok", "ok"]
+    assert [reply[0] for reply in stream.sent_json()] == ["ok", "ok"]
 
 
 def test_message_called_without_a_name_serves_the_method_name(stream):
@@ -154,7 +142,7 @@ def test_message_called_without_a_name_serves_the_method_name(stream):
             return ["pong", n]
 
     Empty(reply_stream=stream)([frame("ping", 4)])
-    assert decoded(stream.sent[0]) == ["pong", [4], {}]
+    assert stream.sent_json()[0] == ["pong", [4], {}]
 
 
 def test_the_router_envelope_is_kept_on_the_reply(pong, stream):
@@ -165,7 +153,7 @@ def test_the_router_envelope_is_kept_on_the_reply(pong, stream):
 def test_the_envelope_is_kept_on_an_error_reply_too(pong, stream):
     pong([b"peer-7", b"", b"not json"])
     assert stream.sent[0][:2] == [b"peer-7", b""]
-    assert decoded(stream.sent[0])[0] == "error"
+    assert stream.sent_json()[0][0] == "error"
 
 
 def test_json_load_picks_the_frame_and_frames_before_it_form_the_envelope(stream):
@@ -181,7 +169,7 @@ def test_the_envelope_is_visible_to_a_handler_while_it_runs(stream):
             return ["you", [frame.decode() for frame in self.envelope]]
 
     Who(reply_stream=stream)([b"id-1", b"", frame("who", [], {})])
-    assert decoded(stream.sent[0]) == ["you", [["id-1", ""]], {}]
+    assert stream.sent_json()[0] == ["you", [["id-1", ""]], {}]
 
 
 def test_a_single_frame_given_as_bytes_is_served(pong, stream):
@@ -191,12 +179,12 @@ def test_a_single_frame_given_as_bytes_is_served(pong, stream):
 
 def test_a_returned_tuple_triple_is_sent(pong, stream):
     pong([frame("give", [["pong", [1, 2], {"k": 3}]], {})])
-    assert decoded(stream.sent[0]) == ["pong", [1, 2], {"k": 3}]
+    assert stream.sent_json()[0] == ["pong", [1, 2], {"k": 3}]
 
 
 def test_a_handler_may_refuse_a_request_with_its_own_reason(pong, stream):
     pong([frame("check", [-1], {})])
-    assert decoded(stream.sent[0]) == ["error", ["n must be >= 0"], {}]
+    assert stream.sent_json()[0] == ["error", ["n must be >= 0"], {}]
     assert pong.errors["bad_arguments"] == 1
 
 
@@ -238,13 +226,13 @@ def test_methods_of_a_process_base_class_are_unreachable(stream):
     for name in ["run", "start", "terminate", "kill", "join", "close", "is_alive"]:
         handler([frame(name, [], {})])
     handler([frame("ping", 1)])
-    assert [decoded(s)[0] for s in stream.sent] == ["error"] * 7 + ["pong"]
+    assert [reply[0] for reply in stream.sent_json()] == ["error"] * 7 + ["pong"]
     assert not handler.is_alive()
 
 
 def test_a_long_unknown_type_is_quoted_only_in_part(pong, stream):
     pong([frame("x" * 100_000, [], {})])
-    reason = decoded(stream.sent[0])[1][0]
+    reason = stream.sent_json()[0][1][0]
     assert reason.startswith("unknown message type 'xxx") and len(reason) < 80
 
 
@@ -275,7 +263,7 @@ MALFORMED = [
 def test_every_malformed_message_gets_one_error_reply_and_is_counted(pong, stream, data, kind):
     pong([data])
     assert len(stream.sent) == 1
-    reply_type, (reason,), kwargs = decoded(stream.sent[0])
+    reply_type, (reason,), kwargs = stream.sent_json()[0]
     assert (reply_type, kwargs) == ("error", {})
     assert "\n" not in reason and len(reason) <= 200
     assert pong.errors == {kind: 1} and pong.calls == []
@@ -285,14 +273,14 @@ def test_the_next_message_is_served_after_each_malformed_one(pong, stream):
     for data, _ in MALFORMED:
         pong([data])
         pong([frame("ping", [0], {})])
-    replies = [decoded(s)[0] for s in stream.sent]
+    replies = [reply[0] for reply in stream.sent_json()]
     assert replies == ["error", "pong"] * len(MALFORMED)
 
 
 def test_a_message_without_the_json_frame_gets_an_error_reply(stream):
     handler = Pong(json_load=2, reply_stream=stream)
     handler([b"id"])
-    assert decoded(stream.sent[0]) == ["error", ["message of 1 frame(s) has no frame 2"], {}]
+    assert stream.sent_json()[0] == ["error", ["message of 1 frame(s) has no frame 2"], {}]
     assert handler.errors == {"bad_shape": 1}
 
 
@@ -324,7 +312,7 @@ def test_an_oversized_frame_is_refused_before_decoding(stream):
 def test_max_size_none_disables_the_limit(stream):
     handler = Pong(reply_stream=stream, max_size=None)
     handler([frame("ping", ["z" * (MAX_SIZE + 10)], {})])
-    assert decoded(stream.sent[0])[0] == "pong"
+    assert stream.sent_json()[0][0] == "pong"
 
 
 def test_a_codec_that_raises_anything_still_gives_a_not_json_error(stream):
@@ -337,7 +325,7 @@ def test_a_codec_that_raises_anything_still_gives_a_not_json_error(stream):
 
     handler = Pong(reply_stream=stream, codec=BrokenCodec())
     handler([b"anything"])
-    assert decoded(stream.sent[0]) == ["error", ["cannot decode (KeyError)"], {}]
+    assert stream.sent_json()[0] == ["error", ["cannot decode (KeyError)"], {}]
 
 
 # -- handler failures ----------------------------------------------------------
@@ -352,25 +340,25 @@ def test_a_handler_that_raises_gets_an_error_reply_without_its_details(pong, str
 def test_after_a_handler_raised_the_next_message_is_served(pong, stream):
     pong([frame("crash", [], {})])
     pong([frame("ping", [9], {})])
-    assert decoded(stream.sent[1]) == ["pong", [9], {}]
+    assert stream.sent_json()[1] == ["pong", [9], {}]
 
 
 def test_a_type_error_inside_a_handler_is_a_failure_not_bad_arguments(pong, stream):
     pong([frame("length", [5], {})])
     assert pong.calls == ["length"]
     assert pong.errors == {"handler_failed": 1}
-    assert "failed (TypeError)" in decoded(stream.sent[0])[1][0]
+    assert "failed (TypeError)" in stream.sent_json()[0][1][0]
 
 
 def test_bad_arguments_never_run_the_handler(pong, stream):
     pong([frame("length", [], {})])
     assert pong.calls == [] and pong.errors == {"bad_arguments": 1}
-    assert decoded(stream.sent[0])[1][0] == "bad arguments for 'length': missing a required argument: 'value'"
+    assert stream.sent_json()[0][1][0] == "bad arguments for 'length': missing a required argument: 'value'"
 
 
 def test_a_handler_that_replied_and_then_raised_gets_no_second_reply(pong, stream):
     pong([frame("reply_then_crash", [], {})])
-    assert [decoded(s)[0] for s in stream.sent] == ["partial"]
+    assert [reply[0] for reply in stream.sent_json()] == ["partial"]
     assert pong.errors == {"handler_failed": 1}
 
 
@@ -402,7 +390,7 @@ def test_a_successful_message_logs_nothing(pong, caplog):
 @pytest.mark.parametrize("value", [42, "ok", ["pong"], [1, 2], ["pong", 1, 2]])
 def test_a_return_value_that_is_not_a_message_gets_an_error_reply(pong, stream, value):
     pong([frame("give", [value], {})])
-    reply_type, (reason,), _ = decoded(stream.sent[0])
+    reply_type, (reason,), _ = stream.sent_json()[0]
     assert reply_type == "error" and "handler for 'give' returned" in reason
     assert pong.errors == {"handler_failed": 1}
 
@@ -415,7 +403,7 @@ def test_a_return_value_json_cannot_carry_gets_an_error_reply(stream):
 
     handler = Sets(reply_stream=stream)
     handler([frame("members", [], {})])
-    assert decoded(stream.sent[0])[0] == "error"
+    assert stream.sent_json()[0][0] == "error"
     assert handler.errors == {"encode_failed": 1}
 
 
@@ -429,7 +417,7 @@ def test_a_handler_that_returns_none_without_replying_sends_nothing_and_warns(po
 
 def test_a_handler_that_replied_and_returned_a_value_sends_only_the_reply(pong, stream):
     pong([frame("double", [], {})])
-    assert [decoded(s)[0] for s in stream.sent] == ["first"]
+    assert [reply[0] for reply in stream.sent_json()] == ["first"]
     assert pong.errors == {"handler_failed": 1}
 
 
@@ -535,7 +523,7 @@ def test_a_subclass_inherits_handlers_and_may_override_them_with_the_decorator(s
     handler = Louder(reply_stream=stream)
     handler([frame("ping", 1)])
     handler([frame("say-hello", "al")])
-    assert [decoded(s)[0] for s in stream.sent] == ["PONG", "hello"]
+    assert [reply[0] for reply in stream.sent_json()] == ["PONG", "hello"]
 
 
 def test_an_undecorated_override_is_no_longer_reachable(stream):
@@ -545,7 +533,7 @@ def test_an_undecorated_override_is_no_longer_reachable(stream):
 
     handler = Plain(reply_stream=stream)
     handler([frame("ping", 1)])
-    assert decoded(stream.sent[0]) == ["error", ["unknown message type 'ping'"], {}]
+    assert stream.sent_json()[0] == ["error", ["unknown message type 'ping'"], {}]
 
 
 def test_a_mixin_contributes_its_declared_handlers(stream):
@@ -562,7 +550,7 @@ def test_a_mixin_contributes_its_declared_handlers(stream):
 
     server = Server(reply_stream=stream)
     server([frame("plzdiekthxbye", [], {})])
-    assert server.stopped and decoded(stream.sent[0]) == ["bye", [None], {}]
+    assert server.stopped and stream.sent_json()[0] == ["bye", [None], {}]
 
 
 class RefusingStream:
