@@ -18,6 +18,8 @@ from helper_procs import EXAMPLE_APP
 from logic import PingHandler, Pinger
 from pongproc import RepStreamHandler
 
+from pollframe.testing import FakeStream, TimedSocket
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SEED_OUTPUT = [
@@ -76,15 +78,7 @@ def test_pinger_refuses_a_bye_it_did_not_ask_for():
         pinger.on_bye()
 
 
-# ------------------------------------------------------------ message tier: a fake stream
-
-
-class FakeStream:
-    def __init__(self) -> None:
-        self.sent: list[list[bytes]] = []
-
-    def send_multipart(self, frames: list[bytes]) -> None:
-        self.sent.append(list(frames))
+# ------------------------------------------------------------ message tier: the kit's fake stream
 
 
 @pytest.fixture
@@ -192,13 +186,11 @@ def pongproc():
 
 
 @pytest.fixture
-def req(ctx):
-    def connect(endpoint: str) -> zmq.Socket:
-        sock = ctx.socket(zmq.REQ)
-        sock.linger = 0
-        sock.rcvtimeo = 5000
-        sock.connect(endpoint)
-        return sock
+def req(make_socket):
+    """``req(endpoint)``: a REQ test socket; a PongProc that stays silent fails it within 5 s."""
+
+    def connect(endpoint: str) -> TimedSocket:
+        return make_socket(zmq.REQ, connect=endpoint, timeout=5)
 
     return connect
 
@@ -244,10 +236,10 @@ def test_pingproc_pings_a_running_pongproc_and_stops_it(pongproc):
     assert pong_out.splitlines() == [f"Pong got request: ping {i}" for i in range(3)]
 
 
-def test_pingproc_with_no_pongproc_gives_up_at_its_timeout_with_exit_code_1(ctx):
+def test_pingproc_with_no_pongproc_gives_up_at_its_timeout_with_exit_code_1(make_socket):
     # A bound socket that never answers: the port is ours, so no one else can.
-    silent = ctx.socket(zmq.ROUTER)
-    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    silent = make_socket(zmq.ROUTER, bind="tcp://127.0.0.1:*")
+    port = silent.last_endpoint.decode().rsplit(":", 1)[1]
     ping = spawn(str(EXAMPLE_APP / "pingproc.py"), f"127.0.0.1:{port}", "--timeout", "0.2")
     out, err = finish(ping)
     assert ping.returncode == 1
