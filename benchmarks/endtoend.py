@@ -3,7 +3,9 @@
 The server is either ``python examples/example_app/pongproc.py HOST:PORT``
 (PongProc exactly as a user runs it, stdout discarded) or the same JSON
 logic in a blocking REP loop: decode ``[msg_type, args, kwargs]``, answer
-``ping`` with ``["pong", [n], {}]``, stop on ``plzdiekthxbye``. A raw REQ
+``ping`` with ``["pong", [n], {}]``, stop on ``plzdiekthxbye`` (and, as a
+second reference, the same loop on a ROUTER socket, PongProc's choice against
+raw garbage on the wire). A raw REQ
 client times the round trips, then sends ``plzdiekthxbye``. Skipped, with a
 message, while ``examples/example_app/pongproc.py`` does not exist.
 """
@@ -27,6 +29,7 @@ from harness import Case, new_context, run_pair
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PONGPROC = os.path.join(ROOT, "examples", "example_app", "pongproc.py")
 TIMEOUT_S = 300.0
+_DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
 def available() -> bool:
@@ -40,20 +43,40 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _raw_json_rep(port: int) -> None:
-    """The same logic as PongProc's tiers, written as one blocking loop."""
+def _answer(request: bytes) -> bytes:
+    """PongProc's logic, inline: decode the triple, answer ping, refuse the rest."""
+    msg_type, args, _kwargs = json.loads(request)
+    if msg_type == "ping":
+        print(f"Pong got request: ping {args[0]}", file=_DEVNULL, flush=True)
+        return json.dumps(["pong", [args[0]], {}]).encode()
+    if msg_type == "plzdiekthxbye":
+        return b""
+    return json.dumps(["error", ["unknown type"], {}]).encode()
+
+
+def _raw_json_loop(port: int, router: bool) -> None:
+    """The same logic as PongProc's tiers, written as one blocking loop.
+
+    It prints the line PongProc prints (to /dev/null, as PongProc's stdout
+    is here). With ``router`` it sits on a ROUTER socket as PongProc does,
+    replying through the envelope: the cost of that choice alone.
+    """
     ctx = new_context()
-    sock = ctx.socket(zmq.REP)
+    sock = ctx.socket(zmq.ROUTER if router else zmq.REP)
     sock.bind(f"tcp://127.0.0.1:{port}")
     try:
         while True:
-            msg_type, args, _kwargs = json.loads(sock.recv())
-            if msg_type == "ping":
-                sock.send(json.dumps(["pong", [args[0]], {}]).encode())
-            elif msg_type == "plzdiekthxbye":
-                return
+            if router:
+                *envelope, request = sock.recv_multipart()
+                reply = _answer(request)
+                if not reply:
+                    return
+                sock.send_multipart([*envelope, reply])
             else:
-                sock.send(json.dumps(["error", ["unknown type"], {}]).encode())
+                reply = _answer(sock.recv())
+                if not reply:
+                    return
+                sock.send(reply)
     finally:
         sock.close(linger=0)
 
@@ -61,8 +84,8 @@ def _raw_json_rep(port: int) -> None:
 def server(link: Connection, params: Dict[str, Any]) -> None:
     port = _free_port()
     link.send(f"tcp://127.0.0.1:{port}")
-    if params["competitor"] == "raw-json-rep":
-        _raw_json_rep(port)
+    if params["competitor"] in ("raw-json-rep", "raw-json-router"):
+        _raw_json_loop(port, router=params["competitor"] == "raw-json-router")
         return
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryFile() as errors:
@@ -119,7 +142,8 @@ def measure(competitor: str, *, n: int) -> float:
 
 def e2e_cases(sizes: Any, competitors: List[str]) -> List[Case]:
     return [Case(
-        scenario="end to end", case="JSON ping-pong", competitors=["raw-json-rep", "PongProc"],
+        scenario="end to end", case="JSON ping-pong",
+        competitors=["raw-json-rep", "raw-json-router", "PongProc"],
         unit="rt/s", measure=partial(measure, n=sizes.e2e),
         baseline=("end to end", "JSON ping-pong", "raw-json-rep"),
     )]
