@@ -6,7 +6,6 @@ test can look at the sockets directly.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -26,10 +25,12 @@ from helper_procs import (
 )
 
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
+from pollframe.testing import Conversation, run_until, running
 
 pytestmark = pytest.mark.timeout(30)
 
-REPLY_TIMEOUT_MS = 5000
+#: Seconds a test socket waits for a reply before it fails, naming the socket and what it expected.
+REPLY_TIMEOUT = 5.0
 
 
 @pytest.fixture(params=START_METHODS)
@@ -41,69 +42,45 @@ def method(request):
 def shared_pong(request, tmp_path_factory):
     """One PongProc per start method for the tests that leave it running: its endpoint."""
     stderr_path = tmp_path_factory.mktemp("pong") / "stderr"
-    proc = CapturedPongProc("127.0.0.1", str(stderr_path), mp_context=request.param)
-    proc.start()
-    try:
-        (endpoint,) = proc.wait_ready(timeout=10)
-        yield endpoint
-    finally:
-        proc.shutdown(timeout=1.0)
+    with running(CapturedPongProc("127.0.0.1", str(stderr_path), mp_context=request.param)) as pong:
+        yield pong.endpoint
 
 
 @pytest.fixture
-def children():
-    """Processes started by a test; shut down (stop, terminate, kill) however it ends."""
-    started: list[ZmqProcess] = []
-    yield started
-    for proc in started:
-        proc.shutdown(timeout=1.0)
+def client(make_socket):
+    """``client(endpoint)``: a REQ test socket connected there; it fails after 5 s instead of hanging."""
 
-
-@pytest.fixture
-def client(ctx):
-    """Make REQ sockets connected to an endpoint; they give up after 5 s instead of hanging."""
-
-    def connect(endpoint: str, sock_type: int = zmq.REQ) -> zmq.Socket:
-        sock = ctx.socket(sock_type)
-        sock.linger = 0
-        sock.rcvtimeo = REPLY_TIMEOUT_MS
-        sock.connect(endpoint)
-        return sock
+    def connect(endpoint: str, sock_type: int = zmq.REQ):
+        return make_socket(sock_type, connect=endpoint, timeout=REPLY_TIMEOUT)
 
     return connect
 
 
-def request(sock: zmq.Socket, frame: bytes) -> list:
-    sock.send(frame)
-    return json.loads(sock.recv())
-
-
-def start(children, proc: ZmqProcess) -> list[str]:
-    children.append(proc)
-    proc.start()
-    return proc.wait_ready(timeout=10)
+@pytest.fixture
+def chat(client):
+    """``chat(endpoint)``: a Conversation with the process over a fresh REQ test socket."""
+    return lambda endpoint: Conversation(client(endpoint))
 
 
 @pytest.fixture
-def pong(children, method, tmp_path):
+def pong(start_process, method, tmp_path):
     """A PongProc child on a random port: (process, endpoint, path of its stderr)."""
     stderr_path = tmp_path / "pong.stderr"
     proc = CapturedPongProc("127.0.0.1", str(stderr_path), mp_context=method)
-    (endpoint,) = start(children, proc)
-    return proc, endpoint, stderr_path
+    return proc, start_process(proc).endpoint, stderr_path
 
 
 # ------------------------------------------------------------ PongProc, a real child
 
 
-def test_pong_proc_answers_each_ping_with_a_pong_of_the_same_count(shared_pong, client):
-    sock = client(shared_pong)
+def test_pong_proc_answers_each_ping_with_a_pong_of_the_same_count(shared_pong, chat):
+    pong = chat(shared_pong)
     for count in (0, 1, 7):
-        assert request(sock, json.dumps(["ping", [count], {}]).encode()) == ["pong", [count], {}]
+        pong.ask(["ping", [count], {}], ["pong", [count], {}])
 
 
-def test_pong_proc_reads_the_seeds_pair_form_too(shared_pong, client):
-    assert request(client(shared_pong), b'["ping", 3]') == ["pong", [3], {}]
+def test_pong_proc_reads_the_seeds_pair_form_too(shared_pong, chat):
+    chat(shared_pong).send_frames([b'["ping", 3]']).expect(["pong", [3], {}])
 
 
 @pytest.mark.parametrize(
@@ -112,10 +89,11 @@ def test_pong_proc_reads_the_seeds_pair_form_too(shared_pong, client):
 )
 def test_a_malformed_request_gets_an_error_reply_and_the_next_ping_is_served(shared_pong, client, bad):
     sock = client(shared_pong)
-    msg_type, (reason,), kwargs = request(sock, bad)
+    sock.send(bad)
+    msg_type, (reason,), kwargs = sock.recv_json(expect="an error reply")
     assert (msg_type, kwargs) == ("error", {})
     assert isinstance(reason, str) and reason and "Traceback" not in reason
-    assert request(sock, b'["ping", [1], {}]') == ["pong", [1], {}]
+    Conversation(sock).ask(["ping", [1], {}], ["pong", [1], {}])
 
 
 def test_a_dealer_peer_is_served_through_its_envelope(shared_pong, client):
@@ -126,18 +104,18 @@ def test_a_dealer_peer_is_served_through_its_envelope(shared_pong, client):
     assert sock.recv_multipart() == [b"", b'["pong", [2], {}]']
 
 
-def test_plzdiekthxbye_is_answered_with_bye_and_the_process_exits_0(pong, client):
+def test_plzdiekthxbye_is_answered_with_bye_and_the_process_exits_0(pong, chat):
     proc, endpoint, stderr_path = pong
-    assert request(client(endpoint), b'["plzdiekthxbye", [], {}]') == ["bye", [], {}]
+    chat(endpoint).ask(["plzdiekthxbye", [], {}], ["bye", [], {}])
     proc.join(timeout=5)
     assert proc.exitcode == 0
     assert "Traceback" not in stderr_path.read_text()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stop_signal_ends_the_child_with_exit_code_0_within_a_second(pong, client, signum):
+def test_a_stop_signal_ends_the_child_with_exit_code_0_within_a_second(pong, chat, signum):
     proc, endpoint, stderr_path = pong
-    assert request(client(endpoint), b'["ping", [0], {}]') == ["pong", [0], {}]
+    chat(endpoint).ask(["ping", [0], {}], ["pong", [0], {}])
     os.kill(proc.pid, signum)
     proc.join(timeout=1.0)
     assert proc.exitcode == 0
@@ -163,70 +141,68 @@ def test_the_child_stops_when_the_parent_end_of_its_control_pipe_closes(pong):
 # ------------------------------------------------------------ wait_ready and start-up
 
 
-def test_wait_ready_returns_every_endpoint_the_child_bound(children, method, tmp_path):
-    ipc = f"ipc://{tmp_path}/echo.sock"
-    endpoints = start(children, EchoProc("127.0.0.1", ipc, mp_context=method))
-    assert endpoints[0].startswith("tcp://127.0.0.1:") and endpoints[1] == ipc
-    assert children[0].wait_ready() == endpoints
-    assert children[0].endpoints == endpoints
+def test_wait_ready_returns_every_endpoint_the_child_bound(start_process, method, ipc_endpoint):
+    echo = start_process(EchoProc("127.0.0.1", ipc_endpoint, mp_context=method))
+    endpoints = echo.endpoints  # what the harness's wait_ready() returned
+    assert endpoints[0].startswith("tcp://127.0.0.1:") and endpoints[1] == ipc_endpoint
+    assert echo.process.wait_ready() == endpoints
+    assert echo.process.endpoints == endpoints
 
 
-def test_the_random_port_reported_by_wait_ready_is_served(children, client):
-    (endpoint,) = start(children, EchoProc("127.0.0.1"))
-    sock = client(endpoint)
+def test_the_random_port_reported_by_wait_ready_is_served(start_process, client):
+    sock = client(start_process(EchoProc("127.0.0.1")).endpoint)
     sock.send(b"hello")
     assert sock.recv() == b"hello"
 
 
 @pytest.mark.parametrize("as_context", [False, True], ids=["name", "context"])
-def test_the_child_runs_under_the_start_method_it_was_given(children, client, method, as_context):
+def test_the_child_runs_under_the_start_method_it_was_given(start_process, client, method, as_context):
     mp_context = multiprocessing.get_context(method) if as_context else method
-    (endpoint,) = start(children, StartMethodProc(mp_context=mp_context))
-    sock = client(endpoint)
+    sock = client(start_process(StartMethodProc(mp_context=mp_context)).endpoint)
     sock.send(b"?")
     assert sock.recv_string() == method
 
 
-def test_a_setup_that_fails_is_reported_by_wait_ready_with_its_reason(children, method, tmp_path):
+# The harness waits with wait_ready() and, when the child is not ready, stops it before the error
+# reaches the test: the error is wait_ready()'s own.
+
+
+def test_a_setup_that_fails_is_reported_by_wait_ready_with_its_reason(start_process, method, tmp_path):
     proc = BadAddressProc(mp_context=method)
     proc.stderr_path = str(tmp_path / "stderr")
-    children.append(proc)
-    proc.start()
     with pytest.raises(ProcessNotReady, match="bad address 'no-such-transport://x'"):
-        proc.wait_ready(timeout=10)
+        start_process(proc)
     proc.join(timeout=5)
     assert proc.exitcode == 1
 
 
-def test_a_setup_that_skips_super_setup_is_reported(children, tmp_path):
+def test_a_setup_that_skips_super_setup_is_reported(start_process, tmp_path):
     proc = ForgetfulProc()
     proc.stderr_path = str(tmp_path / "stderr")
-    children.append(proc)
-    proc.start()
     with pytest.raises(ProcessNotReady, match=r"must call super\(\).setup\(\)"):
-        proc.wait_ready(timeout=10)
+        start_process(proc)
 
 
-def test_a_child_that_dies_before_it_is_ready_is_reported_with_its_exit_code(children, method):
-    proc = DiesInSetupProc(mp_context=method)
-    children.append(proc)
-    proc.start()
+def test_a_child_that_dies_before_it_is_ready_is_reported_with_its_exit_code(start_process, method):
     with pytest.raises(ProcessNotReady, match="exited with code 3"):
-        proc.wait_ready(timeout=10)
+        start_process(DiesInSetupProc(mp_context=method))
 
 
-def test_wait_ready_times_out_when_setup_does_not_finish(children, tmp_path):
+def test_wait_ready_times_out_when_setup_does_not_finish(tmp_path):
+    # wait_ready() is called twice on one child here, so the harness (which calls it once and
+    # stops a child that is not ready) cannot start this one; shutdown() stops it however the test ends.
     gate = multiprocessing.get_context("fork").Event()
     proc = GatedSetupProc(gate, mp_context="fork")
     proc.stderr_path = str(tmp_path / "stderr")
-    children.append(proc)
     proc.start()
     try:
         with pytest.raises(ReadyTimeout):
             proc.wait_ready(timeout=0.1)
+        gate.set()
+        assert proc.wait_ready(timeout=10) == []
     finally:
         gate.set()
-    assert proc.wait_ready(timeout=10) == []
+        proc.shutdown(timeout=1.0)
 
 
 def test_wait_ready_before_start_is_an_error():
@@ -266,8 +242,8 @@ def test_stream_binds_a_random_port_and_returns_it(local):
     assert local.endpoints == [f"tcp://127.0.0.1:{port}"]
 
 
-def test_stream_connects_to_host_port_and_returns_the_port(local, ctx):
-    server = ctx.socket(zmq.REP)
+def test_stream_connects_to_host_port_and_returns_the_port(local, make_socket):
+    server = make_socket(zmq.REP, timeout=REPLY_TIMEOUT)
     port = server.bind_to_random_port("tcp://127.0.0.1")
     stream, got = local.stream(zmq.REQ, ("127.0.0.1", port), bind=False)
     assert got == port
@@ -294,9 +270,8 @@ def test_a_bad_address_raises_a_value_error_naming_it(local):
         local.stream(zmq.PULL, "127.0.0.1:http", bind=True)
 
 
-def test_a_sub_stream_sends_its_subscription(local, ctx):
-    xpub = ctx.socket(zmq.XPUB)
-    xpub.rcvtimeo = REPLY_TIMEOUT_MS
+def test_a_sub_stream_sends_its_subscription(local, make_socket):
+    xpub = make_socket(zmq.XPUB, timeout=REPLY_TIMEOUT)
     port = xpub.bind_to_random_port("tcp://127.0.0.1")
     local.stream(zmq.SUB, f"127.0.0.1:{port}", bind=False, subscribe="news")
     assert xpub.recv() == b"\x01news"
@@ -346,16 +321,11 @@ def test_a_curve_server_without_an_authenticator_is_refused(local):
 
 def test_stream_calls_the_callback_with_each_message(local):
     got: list = []
-
-    def on_message(frames: list) -> None:
-        got.append(frames)
-        local.stop()
-
-    local.stream(zmq.PULL, "inproc://cb", bind=True, callback=on_message)
+    local.stream(zmq.PULL, "inproc://cb", bind=True, callback=got.append)
     push = local.context.socket(zmq.PUSH)  # inproc: same context
     push.connect("inproc://cb")
     push.send_multipart([b"a", b"b"])
-    local.loop.run()
+    run_until(local.loop, lambda: got, timeout=REPLY_TIMEOUT, what="the message reaching the callback")
     assert got == [[b"a", b"b"]]
 
 
