@@ -9,6 +9,7 @@ collects them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from robust_peers import (
 
 from pollframe.client import RequestClient, RequestTimeout
 from pollframe.process import ZmqProcess
+from pollframe.testing import RunningProcess, TimedSocket
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,25 +48,20 @@ def note(what: str, **numbers: Any) -> None:
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[[ZmqProcess], list[str]]]:
-    """Start a child (its output in tmp_path) and wait until it is ready; always clean it up.
+def start(start_process, tmp_path: Path) -> Callable[..., RunningProcess]:
+    """Start a child (its output in tmp_path) with the kit's harness and wait until it is ready.
 
-    A child that was frozen with SIGSTOP is continued first, so that it can
-    take the stop request; whatever is left is terminated, then killed.
+    The harness stops it however the test ends (continuing it first if it
+    was frozen with SIGSTOP) and, when the test passed, checks that it
+    exited cleanly: ``check_exit=False`` for a child frozen on purpose.
     """
-    started: list[ZmqProcess] = []
+    numbers = itertools.count()
 
-    def run(proc: ZmqProcess) -> list[str]:
-        proc.log_path = str(tmp_path / f"{type(proc).__name__}-{len(started)}.log")  # type: ignore[attr-defined]
-        started.append(proc)
-        proc.start()
-        return proc.wait_ready(timeout=10)
+    def run(proc: ZmqProcess, *, check_exit: bool = True) -> RunningProcess:
+        proc.log_path = str(tmp_path / f"{type(proc).__name__}-{next(numbers)}.log")  # type: ignore[attr-defined]
+        return start_process(proc, check_exit=check_exit)
 
-    yield run
-    for proc in started:
-        if proc.is_alive() and proc.pid is not None:
-            os.kill(proc.pid, signal.SIGCONT)
-        proc.shutdown(timeout=1.0)
+    return run
 
 
 @pytest.fixture
@@ -81,24 +78,23 @@ def clients() -> Iterator[Callable[..., RequestClient]]:
 
 
 @pytest.fixture
-def reports(ctx) -> tuple[zmq.Socket, str]:
-    """A PULL socket on a random port that children push their reports to."""
-    pull = ctx.socket(zmq.PULL)
-    pull.linger = 0
-    pull.bind("tcp://127.0.0.1:*")
-    return pull, pull.last_endpoint.decode()
+def reports(make_socket) -> tuple[TimedSocket, str]:
+    """A PULL test socket on a random port that children push their reports to: (socket, endpoint)."""
+    pull = make_socket(zmq.PULL)
+    return pull, pull.bind("tcp://127.0.0.1:*")
 
 
-def wait_report(pull: zmq.Socket, event: str, timeout: float = 5.0) -> tuple[float, Any, float]:
-    """Wait for the report ``event``: (the child's time, detail, the time it arrived here)."""
+def wait_report(pull: TimedSocket, event: str, timeout: float = 5.0) -> tuple[float, Any, float]:
+    """Wait for the report ``event``: (the child's time, detail, the time it arrived here).
+
+    Other reports are skipped; none of ``event`` within ``timeout`` s fails, naming the socket.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no {event!r} report within {timeout} s"
-        if pull.poll(int(remaining * 1000) + 1, zmq.POLLIN):
-            name, at, detail = json.loads(pull.recv())
-            if name == event:
-                return at, detail, time.monotonic()
+        remaining = max(0.0, deadline - time.monotonic())
+        name, at, detail = pull.recv_json(remaining, expect=f"the report {event!r} (within {timeout} s)")
+        if name == event:
+            return at, detail, time.monotonic()
 
 
 def vm_rss_kib(pid: int) -> int:
@@ -207,7 +203,7 @@ def flood(client: RequestClient, malformed: int, pings: int, first_ping: int = 0
 @pytest.mark.timeout(60)
 def test_ten_thousand_malformed_requests_each_get_an_error_and_every_ping_its_pong(start, clients):
     proc = QuietPongProc("127.0.0.1")
-    (endpoint,) = start(proc)
+    endpoint = start(proc).endpoint
     client = clients(endpoint, timeout=5.0, retries=1)  # no retry: a lost reply fails the test
     flood(client, malformed=3 * HEAVY_EVERY, pings=20, first_ping=-20)  # warm up, every kind once
     before = vm_rss_kib(proc.pid)
@@ -227,7 +223,7 @@ def test_ten_thousand_malformed_requests_each_get_an_error_and_every_ping_its_po
 def test_a_frame_over_the_size_limit_never_reaches_the_handler_and_the_next_client_is_served(
     start, clients
 ):
-    (endpoint,) = start(CountingPongProc("127.0.0.1"))
+    endpoint = start(CountingPongProc("127.0.0.1")).endpoint
     at_limit = b'["ping", [1], {}]'.ljust(MiB)  # trailing blanks: still valid JSON
     over_limit = b'["ping", [2], {}]'.ljust(MiB + 1)
 
@@ -249,7 +245,7 @@ def test_a_frame_over_the_size_limit_never_reaches_the_handler_and_the_next_clie
 def test_raw_tcp_garbage_on_a_hundred_connections_leaves_pongproc_answering_within_1_s(
     start, clients
 ):
-    (endpoint,) = start(CountingPongProc("127.0.0.1"))
+    endpoint = start(CountingPongProc("127.0.0.1")).endpoint
     host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
     rng = random.Random(6)
     garbage: list[socket.socket] = []
@@ -281,7 +277,7 @@ def test_raw_tcp_garbage_on_a_hundred_connections_leaves_pongproc_answering_with
 
 def test_a_reply_to_a_peer_that_has_gone_is_counted_and_logged_and_not_fatal(start, clients):
     proc = CountingPongProc("127.0.0.1")
-    (endpoint,) = start(proc)
+    endpoint = start(proc).endpoint
     gone = clients(endpoint, timeout=2.0)
     assert gone.request("remember") == ("remembered", [1], {})
     gone.close()  # linger 0: its connection is torn down
@@ -310,7 +306,7 @@ def test_a_stream_with_heartbeats_notices_a_peer_frozen_by_sigstop_within_three_
 ):
     pull, report_to = reports
     pong = QuietPongProc("127.0.0.1")
-    (target,) = start(pong)
+    target = start(pong, check_exit=False).endpoint  # frozen on purpose
     start(WatcherProc(report_to, target, heartbeat=HEARTBEAT))
     _, pong_reply, _ = wait_report(pull, "answered")
     assert pong_reply == ["pong", [0], {}]
@@ -328,16 +324,13 @@ def test_a_stream_with_heartbeats_notices_a_peer_frozen_by_sigstop_within_three_
 # -------------------------------------------------------- shutdown, signals
 
 
-def test_sigterm_ends_a_process_with_messages_queued_to_a_gone_peer_within_2_s(start, ctx):
-    sink = ctx.socket(zmq.PULL)
-    sink.linger = 0
+def test_sigterm_ends_a_process_with_messages_queued_to_a_gone_peer_within_2_s(start, make_socket):
+    sink = make_socket(zmq.PULL)
     sink.rcvhwm = 1
     sink.setsockopt(zmq.RCVBUF, 4096)
-    sink.bind("tcp://127.0.0.1:*")
-    flooder = FlooderProc(sink.last_endpoint.decode(), count=2_000, size=4096)
+    flooder = FlooderProc(sink.bind("tcp://127.0.0.1:*"), count=2_000, size=4096)
     start(flooder)
-    assert sink.poll(5000, zmq.POLLIN), "the flooder never sent anything"
-    sink.recv()
+    sink.recv(5.0, expect="a message from the flooder")
     sink.close(linger=0)  # the peer is gone, with most messages still queued to it
 
     signalled = time.monotonic()
@@ -356,7 +349,7 @@ def test_sigterm_ends_a_process_with_messages_queued_to_a_gone_peer_within_2_s(s
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigint_and_sigterm_stop_pongproc_gracefully_with_exit_code_0(start, clients, signum):
     proc = QuietPongProc("127.0.0.1")
-    (endpoint,) = start(proc)
+    endpoint = start(proc).endpoint
     assert clients(endpoint, timeout=2.0).request("ping", 1) == ("pong", [1], {})
     signalled = time.monotonic()
     os.kill(proc.pid, signum)
@@ -384,7 +377,7 @@ def test_timers_keep_their_deadlines_while_signals_keep_arriving(start, reports)
         assert time.monotonic() < deadline, f"only {len(lateness)} ticks"
         os.kill(ticker.pid, signal.SIGUSR1)
         if pull.poll(1, zmq.POLLIN):
-            name, at, detail = json.loads(pull.recv())
+            name, at, detail = pull.recv_json()
             if name == "tick":
                 due, signals_seen = detail
                 lateness.append(at - due)
@@ -400,11 +393,10 @@ def test_timers_keep_their_deadlines_while_signals_keep_arriving(start, reports)
 
 @pytest.mark.timeout(30)
 def test_a_peer_that_never_reads_its_replies_does_not_stop_the_others_being_answered(
-    start, clients, ctx
+    start, clients, make_socket
 ):
-    (endpoint,) = start(SmallBufferPongProc("127.0.0.1"))
-    hog = ctx.socket(zmq.DEALER)  # pipelines pings and never reads a pong
-    hog.linger = 0
+    endpoint = start(SmallBufferPongProc("127.0.0.1")).endpoint
+    hog = make_socket(zmq.DEALER)  # pipelines pings and never reads a pong
     hog.rcvhwm = 1
     hog.setsockopt(zmq.RCVBUF, 4096)
     hog.sndhwm = 0
