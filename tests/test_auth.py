@@ -1,10 +1,11 @@
 """CURVE and ZAP on the loop: who gets in, who does not, and the key files.
 
 Every scenario runs real sockets on 127.0.0.1 with the loop driven in the
-test. A refusal is first observed as a handshake-failure event on the
-server's monitor; only then does an allowed client send, and its message
-arriving alone proves that nothing from the refused client reached the
-server callback.
+test (conftest.py's ``ctx`` and ``loop`` fixtures, the kit's ``run_until``).
+A refusal is first observed as a handshake-failure event on the server's
+monitor; only then does an allowed client send, and its message arriving
+alone proves that nothing from the refused client reached the server
+callback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import socket
 import stat
 import threading
-import time
 from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
@@ -38,6 +38,7 @@ from pollframe.auth import (
     start_auth,
 )
 from pollframe.loop import PollLoop
+from pollframe.testing import run_until
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -46,30 +47,6 @@ HANDSHAKE_FAILED = (
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
-
-
-def run_until(loop: PollLoop, done: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Drive *loop* until *done()* holds; fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError("condition not reached before the deadline")
-        loop.run_once(timeout=min(remaining, 0.1))
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    yield context
-    context.destroy(linger=0)
-
-
-@pytest.fixture
-def loop(ctx: zmq.Context[Any]) -> Iterator[PollLoop]:
-    poll_loop = PollLoop()
-    yield poll_loop
-    poll_loop.close()
 
 
 @pytest.fixture
