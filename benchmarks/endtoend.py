@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 
 import zmq
 
-from harness import Case, new_context, run_pair
+from harness import Case, new_context, pin_round_trip, run_pair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PONGPROC = os.path.join(ROOT, "examples", "example_app", "pongproc.py")
@@ -82,6 +82,7 @@ def _raw_json_loop(port: int, router: bool) -> None:
 
 
 def server(link: Connection, params: Dict[str, Any]) -> None:
+    pin_round_trip("server")  # PongProc's process inherits it
     port = _free_port()
     link.send(f"tcp://127.0.0.1:{port}")
     if params["competitor"] in ("raw-json-rep", "raw-json-router"):
@@ -105,6 +106,7 @@ def server(link: Connection, params: Dict[str, Any]) -> None:
 
 
 def client(link: Connection, params: Dict[str, Any]) -> float:
+    pin_round_trip("client")
     endpoint = link.recv()
     ctx = new_context()
     sock = ctx.socket(zmq.REQ)

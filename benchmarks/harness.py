@@ -42,6 +42,28 @@ def bind_random(sock: zmq.Socket) -> str:
     return f"tcp://127.0.0.1:{port}"
 
 
+#: Where round-trip processes run: "same" (one CPU for client and server),
+#: "split" (one CPU each) or "none" (wherever the scheduler puts them).
+#: Set by run.py before any fork; children inherit it.
+PIN_ROUND_TRIPS = "same"
+
+
+def pin_round_trip(role: str) -> None:
+    """Pin this process (and the I/O thread it will start) for a round-trip test.
+
+    Unpinned, the four busy threads of a round trip (two processes, two
+    libzmq I/O threads) land on 2 cores differently from run to run and the
+    rate is bimodal (measured: raw REP 6,000-11,000 rt/s unpinned; within
+    15 % on one CPU). On one CPU a round trip costs its CPU work plus
+    context switches, which is what tells the competitors apart.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if PIN_ROUND_TRIPS == "same":
+        os.sched_setaffinity(0, {cpus[0]})
+    elif PIN_ROUND_TRIPS == "split" and len(cpus) > 1:
+        os.sched_setaffinity(0, {cpus[0] if role == "server" else cpus[1]})
+
+
 def raise_fd_limit() -> None:
     """Fan-in with 1,000 sockets needs a few thousand file descriptors."""
     import resource

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 import zmq
 
 from competitors import ECHOES, count_for
-from harness import Case, bind_random, new_context, raise_fd_limit, run_pair
+from harness import Case, bind_random, new_context, pin_round_trip, raise_fd_limit, run_pair
 
 PAYLOAD = b"p" * 64
 TIMEOUT_S = 300.0
@@ -23,6 +23,7 @@ TIMEOUT_S = 300.0
 
 def server(link: Connection, params: Dict[str, Any]) -> Any:
     """Bind the REP socket (and the idle ones), serve warmup + n requests."""
+    pin_round_trip("server")
     raise_fd_limit()
     ctx = new_context()
     sock = ctx.socket(zmq.REP)
@@ -46,6 +47,7 @@ def server(link: Connection, params: Dict[str, Any]) -> Any:
 
 def client(link: Connection, params: Dict[str, Any]) -> float:
     """Connect a REQ socket, warm up, time n round trips; return round trips/s."""
+    pin_round_trip("client")
     endpoint = link.recv()
     ctx = new_context()
     sock = ctx.socket(zmq.REQ)

@@ -33,6 +33,7 @@ import resources  # noqa: E402
 import targets  # noqa: E402
 import timers  # noqa: E402
 from competitors import ECHOES, NEEDS_POLLFRAME, NEEDS_TORNADO, SLOW  # noqa: E402
+import harness  # noqa: E402
 from harness import Case, MeasurementError, Results, format_table, progress, versions  # noqa: E402
 
 
@@ -158,6 +159,9 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 1)")
     parser.add_argument("--competitors", default="",
                         help=f"comma-separated subset of: {','.join(ECHOES)}")
+    parser.add_argument("--pin", choices=["same", "split", "none"], default="same",
+                        help="CPUs of round-trip client and server: one for both (default), "
+                        "one each, or unpinned")
     parser.add_argument("--json", default="", help="also write every sample to this file")
     args = parser.parse_args(argv)
 
@@ -170,6 +174,7 @@ def main(argv: List[str]) -> int:
     if bad:
         parser.error(f"unknown competitor(s) {bad}; choose from {list(ECHOES)}")
     sizes = QUICK if args.quick else Sizes()
+    harness.PIN_ROUND_TRIPS = args.pin
     reps = args.reps if args.reps is not None else (1 if args.quick else 5)
 
     competitors, notes = available_competitors(wanted)
@@ -191,7 +196,7 @@ def main(argv: List[str]) -> int:
         print(f"note: {note}")
     print("note: " + ", ".join(f"{name} takes 1/{div}" for name, div in SLOW.items())
           + " of the messages and round trips (not in the busy case); memory and idle CPU "
-          + "run at most 3 repetitions.")
+          + f"run at most 3 repetitions; round trips pinned: {args.pin}.")
     print()
     print(format_table(results))
     print()
