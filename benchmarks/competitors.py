@@ -231,7 +231,7 @@ def echo_poller(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
 def _echo_drain(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket], multipart: bool) -> Run:
     poller = _poller_for(sock, idle)
     recv = sock.recv_multipart if multipart else sock.recv
-    send = sock.send_multipart if multipart else sock.send
+    send: Callable[[Any], Any] = sock.send_multipart if multipart else sock.send
     again = zmq.Again
 
     def run() -> None:
@@ -313,7 +313,7 @@ def echo_asyncio(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
 def _echo_pollframe(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket], multipart: bool,
                     epoll: bool = False) -> Run:
     loop = _loop_class(epoll)()
-    send = sock.send_multipart if multipart else sock.send
+    send: Callable[[Any], Any] = sock.send_multipart if multipart else sock.send
     left = n
 
     def on_request(msg: object) -> None:

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import zmq
 
@@ -119,7 +119,8 @@ def run_pair(receiver: Child, sender: Child, params: Dict[str, Any],
             ready = wait(pending, max(0.0, deadline - time.monotonic()))
             if not ready:
                 raise MeasurementError(f"timed out after {timeout:.0f} s")
-            for conn in ready:
+            for ready_conn in ready:
+                conn = cast(Connection, ready_conn)
                 pending.remove(conn)
                 try:
                     status, value = conn.recv()
@@ -145,7 +146,7 @@ def run_single(fn: Callable[[Dict[str, Any]], Any], params: Dict[str, Any],
     return run_many([(fn, params)], timeout)[0]
 
 
-def run_many(jobs: List[Tuple[Callable[[Dict[str, Any]], Any], Dict[str, Any]]],
+def run_many(jobs: Sequence[Tuple[Callable[[Dict[str, Any]], Any], Dict[str, Any]]],
              timeout: float) -> List[Any]:
     """Run several single-process jobs at once (for idle measurements)."""
     started = []

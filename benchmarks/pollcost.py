@@ -32,7 +32,7 @@ def _epoll(socks: List[zmq.Socket]) -> Callable[[], Any]:
     ep = select.epoll()
     by_fd = {}
     for sock in socks:
-        fd = sock.getsockopt(zmq.FD)
+        fd = int(sock.getsockopt(zmq.FD))
         by_fd[fd] = sock
         ep.register(fd, select.EPOLLIN)
     poll, events = ep.poll, zmq.EVENTS

@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from typing import Callable, Dict, List
 
 import zmq
@@ -105,9 +106,8 @@ def _pollframe_variants(sock: zmq.Socket, n: int) -> Dict[str, Callable[[], None
     for name, multipart in (("frames", True), ("single", False)):
         loop = PollLoop(max_drain=n + 1)  # never run: only its read handler is called
         loop.register(sock, counting, multipart=multipart)
-        handler = loop._handlers[sock]
-        out[f"pollframe reader ({name}), one wake-up, empty callback"] = (
-            lambda h=handler: h(zmq.POLLIN))
+        out[f"pollframe reader ({name}), one wake-up, empty callback"] = partial(
+            loop._handlers[sock], zmq.POLLIN)
     return out
 
 

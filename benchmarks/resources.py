@@ -16,7 +16,7 @@ import resource
 import time
 from functools import partial
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import zmq
 
@@ -110,7 +110,7 @@ def _idle_loop(kind: str, sock: zmq.Socket, seconds: float) -> Callable[[], None
                     ticks.append(now)
                     next_tick += 1.0
                 timeout = max(0.0, min(next_tick, end) - now)
-                for ready, _ev in poller.poll(timeout * 1000 + 1):
+                for ready, _ev in poller.poll(int(timeout * 1000) + 1):
                     ready.recv()
         return run
     if kind == "tornado":
@@ -174,7 +174,8 @@ def _idle(params: Dict[str, Any]) -> float:
 
 
 def idle_together(competitors: List[str], *, seconds: float) -> Dict[str, float]:
-    jobs = [(_idle, {"competitor": c, "seconds": seconds}) for c in competitors]
+    jobs: List[Tuple[Callable[[Dict[str, Any]], Any], Dict[str, Any]]] = [
+        (_idle, {"competitor": c, "seconds": seconds}) for c in competitors]
     return dict(zip(competitors, run_many(jobs, seconds + 60.0)))
 
 
