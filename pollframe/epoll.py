@@ -33,7 +33,9 @@ from pollframe.loop import ErrorHandler, PollLoop
 
 __all__ = ["EpollLoop"]
 
-_EVENTS = zmq.EVENTS
+_EVENTS = int(zmq.EVENTS)
+# Plain ints: `&` and `|` on pyzmq's IntFlag members run enum code in Python.
+_POLLIN, _POLLOUT, _POLLERR = int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.POLLERR)
 
 
 class EpollLoop(PollLoop):
@@ -67,9 +69,7 @@ class EpollLoop(PollLoop):
         if is_socket:
             mask = select.EPOLLIN if events else 0  # ZMQ_FD only ever signals readability
         else:
-            mask = (select.EPOLLIN if events & zmq.POLLIN else 0) | (
-                select.EPOLLOUT if events & zmq.POLLOUT else 0
-            )
+            mask = (select.EPOLLIN if events & _POLLIN else 0) | (select.EPOLLOUT if events & _POLLOUT else 0)
         fd = self._fds.get(key)
         if not mask:
             if fd is not None:
@@ -126,7 +126,7 @@ class EpollLoop(PollLoop):
 def _poll_events(mask: int) -> int:
     """epoll's bits in zmq_poll's terms, so handlers see the same values under both loops."""
     return (
-        (zmq.POLLIN if mask & (select.EPOLLIN | select.EPOLLHUP) else 0)
-        | (zmq.POLLOUT if mask & select.EPOLLOUT else 0)
-        | (zmq.POLLERR if mask & select.EPOLLERR else 0)
+        (_POLLIN if mask & (select.EPOLLIN | select.EPOLLHUP) else 0)
+        | (_POLLOUT if mask & select.EPOLLOUT else 0)
+        | (_POLLERR if mask & select.EPOLLERR else 0)
     )

@@ -31,9 +31,11 @@ __all__ = ["Stream", "QueueFull"]
 
 log = logging.getLogger("pollframe")
 
-_NOBLOCK = zmq.NOBLOCK
-_POLLIN = zmq.POLLIN
-_POLLOUT = zmq.POLLOUT
+# Plain ints, not pyzmq's IntFlag members: `&` and `|` on those run enum code.
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 
 
 class QueueFull(RuntimeError):
@@ -82,10 +84,7 @@ class Stream:
             self._enqueue(frames)
             return
         try:
-            if len(frames) == 1:
-                self.socket.send(frames[0], _NOBLOCK)  # pyzmq's send_multipart costs more for one frame
-            else:
-                self.socket.send_multipart(frames, _NOBLOCK)
+            _send_now(self.socket.send, frames)
         except zmq.Again:
             if self._routes:
                 self._drop_for_slow_peer(frames)
@@ -172,10 +171,10 @@ class Stream:
         return handle
 
     def _send_queued(self) -> None:
-        queue, send = self._queue, self.socket.send_multipart
+        queue, send = self._queue, self.socket.send
         while queue:
             try:
-                send(queue[0], _NOBLOCK)
+                _send_now(send, queue[0])
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
@@ -212,6 +211,19 @@ class Stream:
 
     def __repr__(self) -> str:
         return f"<Stream {self.socket!r} queued={len(self._queue)}>"
+
+
+def _send_now(send: Callable[..., Any], frames: Sequence[Any]) -> None:
+    """Send one message without blocking, frame by frame with int flags.
+
+    pyzmq's ``send_multipart`` combines IntFlag members per frame, which
+    costs more than the send itself. libzmq takes a message whole or not at
+    all: ``EAGAIN`` can only come from the first frame.
+    """
+    last = len(frames) - 1
+    for i in range(last):
+        send(frames[i], _MORE)
+    send(frames[last], _NOBLOCK)
 
 
 def _peer_id(frames: Sequence[Any]) -> bytes:

@@ -380,3 +380,29 @@ def test_next_deadline_names_the_earliest_live_timer(loop):
     assert loop.next_deadline() == early.when
     early.cancel()
     assert loop.next_deadline() > early.when
+
+
+def test_after_single_message_wake_ups_a_burst_is_still_drained_in_one_pass(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append, multipart=False)
+    for i in range(3):  # one message per wake-up: the reader learns to expect one
+        push.send(b"single")
+        loop.run_once(1.0)
+    assert len(got) == 3
+    for _ in range(50):
+        push.send(b"burst")
+    loop.run_once(1.0)
+    assert len(got) == 53, "the whole burst in one pass"
+
+
+def test_multipart_messages_are_drained_whole_after_single_message_wake_ups(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append)
+    push.send_multipart([b"a", b"1"])
+    loop.run_once(1.0)
+    for i in range(10):
+        push.send_multipart([b"b", str(i).encode()])
+    loop.run_once(1.0)
+    assert got == [[b"a", b"1"]] + [[b"b", str(i).encode()] for i in range(10)]
