@@ -270,7 +270,7 @@ class PollLoop:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once, ``delay`` seconds from now."""
-        return self._timers.call_later(self.time(), max(delay, 0.0), callback, args)
+        return self._timers.call_later(self.time(), delay, callback, args)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once at ``when``, on the ``time()`` clock."""
@@ -282,8 +282,8 @@ class PollLoop:
         The schedule survives the callback raising; periods missed because
         the loop was busy are skipped, not run in a burst.
         """
-        if not interval > 0:
-            raise ValueError(f"call_every needs a positive interval, not {interval!r}")
+        if not 0 < interval < math.inf:
+            raise ValueError(f"call_every needs a positive, finite interval, not {interval!r}")
         return self._timers.call_at(self.time() + interval, callback, args, interval)
 
     # ------------------------------------------------------------- running
@@ -406,6 +406,8 @@ class PollLoop:
     def _run_timers(self) -> None:
         timers = self._timers
         for timer in timers.pop_due(self.time()):
+            if timer.cancelled:
+                continue  # cancelled by an earlier callback of this same batch
             if timer.interval is None:
                 self._call(timer)
             else:

@@ -18,11 +18,19 @@ so cancelling costs ``O(1)`` and memory stays proportional to live timers.
 from __future__ import annotations
 
 from collections import deque
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 #: Rebuild only when at least this many timers are cancelled (and more than half).
 _COMPACT_MIN = 256
+_INF = float("inf")
+
+
+def _checked_delay(delay: float) -> float:
+    """The slow path of call_later: a past deadline is due now; no deadline at all is an error."""
+    if delay < 0:
+        return 0.0
+    raise ValueError(f"a timer needs a finite delay in seconds, not {delay!r}")
 
 
 class Timer:
@@ -97,7 +105,13 @@ class TimerQueue:
         return self._stored - self._cancelled
 
     def call_later(self, now: float, delay: float, callback: Callable[..., Any], args: tuple) -> Timer:
-        """Schedule ``callback(*args)`` at ``now + delay`` on the FIFO for that delay."""
+        """Schedule ``callback(*args)`` at ``now + delay`` on the FIFO for that delay.
+
+        A negative delay means "due now"; an infinite or NaN one is refused,
+        since it could never fire and would break the poll timeout.
+        """
+        if not 0.0 <= delay < _INF:
+            delay = _checked_delay(delay)
         self._seq += 1
         timer = Timer(now + delay, self._seq, callback, args, None, self)
         self._stored += 1
@@ -113,6 +127,8 @@ class TimerQueue:
         self, when: float, callback: Callable[..., Any], args: tuple, interval: Optional[float] = None
     ) -> Timer:
         """Schedule ``callback(*args)`` at ``when``; with ``interval``, again every interval."""
+        if not -_INF < when < _INF:
+            raise ValueError(f"a timer needs a finite deadline, not {when!r}")
         self._seq += 1
         timer = Timer(when, self._seq, callback, args, interval, self)
         self._stored += 1
@@ -154,16 +170,21 @@ class TimerQueue:
         return due
 
     def _pop_entry(self) -> Timer:
-        """Pop the heap's head; if it came from a FIFO, that FIFO's next timer takes its place."""
-        _, _, timer, delay = heappop(self._heap)
+        """Pop the heap's head; if it came from a FIFO, that FIFO's next timer takes its place.
+
+        ``heapreplace`` sifts once where a pop and a push would sift twice.
+        """
+        heap = self._heap
+        _, _, timer, delay = heap[0]
         self._stored -= 1
         if delay is not None:
             fifo = self._fifos[delay]
             if fifo:
                 successor = fifo.popleft()
-                heappush(self._heap, (successor.when, successor.seq, successor, delay))
-            else:
-                del self._fifos[delay]
+                heapreplace(heap, (successor.when, successor.seq, successor, delay))
+                return timer
+            del self._fifos[delay]
+        heappop(heap)
         return timer
 
     def _cancelled_one(self) -> None:

@@ -211,12 +211,12 @@ def test_on_error_replaces_the_logging_policy(push_pull):
         loop.close()
 
 
+def reraise(exc, where):
+    raise exc
+
+
 def test_an_on_error_that_raises_makes_errors_fatal_for_tests(push_pull):
     push, pull = push_pull
-
-    def reraise(exc, where):
-        raise exc
-
     loop = PollLoop(on_error=reraise)
     try:
         loop.register(pull, lambda frames: 1 / 0)
@@ -386,7 +386,7 @@ def test_after_single_message_wake_ups_a_burst_is_still_drained_in_one_pass(loop
     push, pull = push_pull
     got = []
     loop.register(pull, got.append, multipart=False)
-    for i in range(3):  # one message per wake-up: the reader learns to expect one
+    for _ in range(3):  # one message per wake-up: the reader learns to expect one
         push.send(b"single")
         loop.run_once(1.0)
     assert len(got) == 3
@@ -406,3 +406,16 @@ def test_multipart_messages_are_drained_whole_after_single_message_wake_ups(loop
         push.send_multipart([b"b", str(i).encode()])
     loop.run_once(1.0)
     assert got == [[b"a", b"1"]] + [[b"b", str(i).encode()] for i in range(10)]
+
+
+def test_a_timer_cancelled_by_an_earlier_timer_due_at_the_same_time_does_not_run(fake_clock):
+    loop = PollLoop(clock=fake_clock, on_error=reraise)
+    try:
+        ran = []
+        later = loop.call_later(1.0, ran.append, "cancelled")
+        loop.call_at(0.5, later.cancel)
+        fake_clock.advance(2.0)
+        loop.run_once(0)
+        assert ran == [] and loop.errors == 0
+    finally:
+        loop.close()

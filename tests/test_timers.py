@@ -87,3 +87,19 @@ def test_a_periodic_timer_is_rescheduled_after_it_runs_until_cancelled():
     assert queue.next_deadline() == 2.0
     tick.cancel()
     assert queue.pop_due(2.0) == []
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan")])
+def test_a_timer_that_could_never_fire_is_refused(delay):
+    queue = TimerQueue()
+    with pytest.raises(ValueError, match="finite"):
+        queue.call_later(0.0, delay, print, ())
+    with pytest.raises(ValueError, match="finite"):
+        queue.call_at(delay, print, ())
+    assert len(queue) == 0
+
+
+def test_a_negative_delay_is_due_at_once():
+    queue = TimerQueue()
+    queue.call_later(5.0, -1.0, print, ("now",))
+    assert fired(queue, 5.0) == ["now"]
