@@ -56,6 +56,8 @@ class EpollLoop(PollLoop):
 
     def close(self) -> None:
         super().close()
+        if not self.closed:
+            return  # called from a callback: closed when run() returns
         self._fds.clear()
         self._keys.clear()
         self._recheck.clear()
@@ -87,8 +89,10 @@ class EpollLoop(PollLoop):
 
     def _forget(self, key: Any, fd: int) -> None:
         del self._fds[key]
-        self._keys.pop(fd, None)
         self._recheck.pop(key, None)
+        if self._keys.get(fd) is not key:
+            return  # key's descriptor was closed and its number now belongs to another target
+        del self._keys[fd]
         try:
             self._epoll.unregister(fd)
         except (OSError, ValueError):

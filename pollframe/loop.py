@@ -31,6 +31,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
@@ -53,6 +54,7 @@ ErrorHandler = Callable[[BaseException, str], None]
 # code in Python (over a microsecond) where an int costs a few nanoseconds.
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
+_POLLERR = int(zmq.POLLERR)
 _Again = zmq.Again
 _UNDRAINABLE = frozenset({zmq.REQ, zmq.REP})
 
@@ -82,7 +84,7 @@ class PollLoop:
             self.max_drain = max_drain
         self.on_error = on_error
         self.errors = 0
-        self.time: Callable[[], float] = clock
+        self._clock = clock
         self._timers = TimerQueue()
         self._ready: Deque[Timer] = deque()
         self._handlers: Dict[Any, EventHandler] = {}
@@ -92,6 +94,7 @@ class PollLoop:
         self._stopping = False
         self._running = False
         self._closed = False
+        self._close_requested = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -125,7 +128,7 @@ class PollLoop:
                 raise ValueError("register() reads zmq sockets; use watch() for other events")
             handler = self.reader(target, callback, multipart=multipart)
         else:
-            handler = _fd_handler(_fileno(target), callback)
+            handler = self._fd_handler(_fileno(target), callback)
         self.watch(target, handler, events, own=own)
 
     def watch(
@@ -195,7 +198,7 @@ class PollLoop:
         wraps the reader in its own handler and passes that as ``owner``.
         """
         limit = 1 if sock.type in _UNDRAINABLE else self.max_drain
-        report = self._report
+        report = self.report
         handlers = self._handlers
         recv = sock.recv
         probe = [(sock, _POLLIN)]
@@ -289,7 +292,11 @@ class PollLoop:
     # ------------------------------------------------------------- running
 
     def run(self) -> None:
-        """Run passes until ``stop()``. Signals wake the poll when run in the main thread."""
+        """Run passes until ``stop()``. Signals wake the poll when run in the main thread.
+
+        A ``stop()`` that comes before ``run()`` makes it return at once.
+        """
+        self._check_open()
         if self._running:
             raise RuntimeError("this PollLoop is already running")
         self._running = True
@@ -302,14 +309,26 @@ class PollLoop:
             self._running = False
             if old_wakeup_fd is not None:
                 signal.set_wakeup_fd(old_wakeup_fd)
+            if self._close_requested:
+                self.close()
 
     def run_once(self, timeout: Optional[float] = None) -> None:
         """One poll and dispatch, for driving the loop from a foreign one.
 
         ``timeout`` is the most seconds to wait for an event (None: until
-        one comes or a timer is due; 0: do not wait).
+        one comes or a timer is due; 0: do not wait). A ``stop()`` seen
+        here ends only this pass: it is not kept for a later ``run()``.
         """
-        self._run_once(timeout)
+        self._check_open()
+        try:
+            self._run_once(timeout)
+        finally:
+            if not self._running:
+                self._stopping = False
+
+    def time(self) -> float:
+        """The loop's clock: monotonic seconds (``time.monotonic`` unless a clock was given)."""
+        return self._clock()
 
     def next_deadline(self) -> Optional[float]:
         """When the earliest pending timer is due, on ``time()``; None when none is pending."""
@@ -321,8 +340,16 @@ class PollLoop:
         self._wake()
 
     def close(self) -> None:
-        """Unregister everything, close the sockets the loop owns, and release the wake-up pipe."""
+        """Unregister everything, close the sockets the loop owns, and release the wake-up pipe.
+
+        Called from a callback while ``run()`` runs, it stops the loop and
+        closes it when ``run()`` returns.
+        """
         if self._closed:
+            return
+        if self._running:
+            self._close_requested = True
+            self.stop()
             return
         self._closed = True
         owned = list(self._owned.values())
@@ -331,10 +358,20 @@ class PollLoop:
         self._owned.clear()
         self._ready.clear()
         self._items = None
-        for target in owned:
-            target.close(linger=0) if isinstance(target, zmq.Socket) else target.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        try:
+            for target in owned:
+                _close_quietly(target)
+        finally:
+            os.close(self._wake_r)
+            # The write end stays open until the loop is collected: another
+            # thread may be inside call_soon_threadsafe right now, and a closed
+            # descriptor number can be reused by an unrelated file at once.
+            # Writes to a pipe without a reader fail with EPIPE, which _wake ignores.
+            weakref.finalize(self, os.close, self._wake_w)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this PollLoop is closed")
 
     @property
     def closed(self) -> bool:
@@ -354,16 +391,18 @@ class PollLoop:
     # ------------------------------------------------------------ internals
 
     def _run_once(self, timeout: Optional[float]) -> None:
-        # Phase 1: how long may we sleep?
+        # Phase 1: how long may we sleep? Only callbacks queued before this
+        # point run in this pass; those queued by this pass's callbacks wait.
+        ready = self._ready
+        queued = len(ready)
         ms = self._poll_timeout_ms(timeout)
         # Phase 2: poll.
         events = self._poll(ms)
         # Phase 3: dispatch — the only place where callbacks are called.
         self._dispatch(events)
-        if self._timers._heap:
+        if self._timers:
             self._run_timers()
-        ready = self._ready
-        for _ in range(len(ready)):
+        for _ in range(queued):
             handle = ready.popleft()
             if not handle.cancelled:
                 self._call(handle)
@@ -424,9 +463,10 @@ class PollLoop:
         try:
             callback(*args)  # type: ignore[misc]
         except Exception as exc:
-            self._report(exc, f"callback {callback!r}")
+            self.report(exc, f"callback {callback!r}")
 
-    def _report(self, exc: BaseException, where: str) -> None:
+    def report(self, exc: BaseException, where: str) -> None:
+        """Apply the error policy (``on_error``, or log and count) to ``exc``, raised in ``where``."""
         self.errors += 1
         if self.on_error is not None:
             self.on_error(exc, where)
@@ -438,25 +478,38 @@ class PollLoop:
         if isinstance(key, zmq.Socket) and key.closed:
             self._drop_closed_sockets()
             return
-        self._report(exc, f"I/O handler for {key!r}")
+        self.report(exc, f"I/O handler for {key!r}")
+
+    def _fd_handler(self, fd: int, callback: Callable[[int, int], Any]) -> EventHandler:
+        """``callback(fd, revents)``; a descriptor closed while registered is dropped, not spun on."""
+
+        def handle(revents: int) -> None:
+            if revents & _POLLERR and not _is_open(fd):
+                self.unregister(fd)
+                log.warning("pollframe: file descriptor %d was closed while registered; unregistered it", fd)
+                return
+            callback(fd, revents)
+
+        return handle
 
     def _drop_closed_sockets(self) -> None:
         """Unregister sockets closed while registered.
 
         ``zmq_poll`` polls a closed pyzmq socket as file descriptor 0, so an
-        event on an unregistered descriptor is the sign to look for them.
+        event on an unregistered descriptor is a sign to look for them (not
+        a sure one: when fd 0 is idle, nothing reports the closed socket,
+        which then only costs an idle poll item). Close a socket through
+        ``unregister`` or ``Stream.close`` instead.
         """
         for key in [key for key in self._handlers if isinstance(key, zmq.Socket) and key.closed]:
             self.unregister(key)
             log.warning("pollframe: %r was closed while registered; unregistered it", key)
 
     def _wake(self) -> None:
-        if self._closed:
-            return  # the pipe's descriptors may already belong to another file
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
-            pass  # a full pipe already guarantees a wake-up; a closed one means no loop to wake
+            pass  # a full pipe already guarantees a wake-up; one without a reader has no loop to wake
 
     def _drain_wakeups(self, revents: int) -> None:
         try:
@@ -474,6 +527,27 @@ class PollLoop:
             return None
 
 
+def _close_quietly(target: Any) -> None:
+    """Close an owned socket, file object or descriptor; a failure is logged, not raised."""
+    try:
+        if isinstance(target, zmq.Socket):
+            target.close(linger=0)
+        elif isinstance(target, int):
+            os.close(target)
+        else:
+            target.close()
+    except Exception:
+        log.exception("pollframe: closing %r failed", target)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 def _key_of(target: Union[zmq.Socket, FileLike]) -> Any:
     """A zmq socket is its own key; anything else is keyed by its file descriptor."""
     return target if isinstance(target, zmq.Socket) else _fileno(target)
@@ -481,10 +555,3 @@ def _key_of(target: Union[zmq.Socket, FileLike]) -> Any:
 
 def _fileno(target: FileLike) -> int:
     return target if isinstance(target, int) else int(target.fileno())
-
-
-def _fd_handler(fd: int, callback: Callable[[int, int], Any]) -> EventHandler:
-    def handle(revents: int) -> None:
-        callback(fd, revents)
-
-    return handle

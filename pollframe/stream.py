@@ -57,7 +57,8 @@ class Stream:
         self.loop = loop
         self.unroutable = 0
         self.dropped = 0
-        self._touched = loop.touched
+        # Only an edge-triggered loop needs to hear of sends; decide once, not per message.
+        self._touched = loop.touched if type(loop).touched is not PollLoop.touched else None
         self._routes = sock.type == zmq.ROUTER
         self._queue: Deque[Sequence[Any]] = deque()
         self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None
@@ -94,7 +95,8 @@ class Stream:
         except zmq.ZMQError as exc:
             if not self._peer_gone(exc, frames):
                 raise
-        self._touched(self.socket)
+        if self._touched is not None:
+            self._touched(self.socket)
 
     def send(self, data: Any) -> None:
         """Send one frame (bytes, or anything with the buffer interface)."""
@@ -118,6 +120,7 @@ class Stream:
         if self._queue and not self._closed:
             self._send_queued()
             self._install()
+            self._touch()
         return len(self._queue)
 
     def close(self, linger: Optional[float] = None) -> None:
@@ -131,19 +134,25 @@ class Stream:
         """
         if self._closed:
             return
-        self.flush()
-        if self._queue:
-            log.warning("pollframe: %r closed with %d unsent message(s)", self.socket, len(self._queue))
-            self._queue.clear()
         self._closed = True
-        self.loop.unregister(self.socket)
-        self.socket.close(linger=None if linger is None else round(linger * 1000))
+        try:
+            self._send_queued()
+            if self._queue:
+                log.warning("pollframe: %r closed with %d unsent message(s)", self.socket, len(self._queue))
+                self._queue.clear()
+        finally:
+            self.loop.unregister(self.socket)
+            self.socket.close(linger=None if linger is None else round(linger * 1000))
 
     @property
     def closed(self) -> bool:
         return self._closed or self.socket.closed
 
     # ------------------------------------------------------------ internals
+
+    def _touch(self) -> None:
+        if self._touched is not None:
+            self._touched(self.socket)
 
     def _install(self) -> None:
         """Poll for what this stream needs now: POLLIN while receiving, POLLOUT while queued.
@@ -179,7 +188,7 @@ class Stream:
                 return
             except zmq.ZMQError as exc:
                 if not self._peer_gone(exc, queue[0]):
-                    self.loop._report(exc, f"queued send on {self.socket!r}; message dropped")
+                    self.loop.report(exc, f"queued send on {self.socket!r}; message dropped")
             queue.popleft()
 
     def _enqueue(self, frames: Sequence[Any]) -> None:

@@ -100,6 +100,10 @@ class TimerQueue:
         self._stored = 0
         self._cancelled = 0
 
+    def __bool__(self) -> bool:
+        """Whether anything is stored, cancelled timers included (cheap: no count)."""
+        return bool(self._heap)
+
     def __len__(self) -> int:
         """Live (not cancelled) timers that have not run yet."""
         return self._stored - self._cancelled

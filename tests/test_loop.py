@@ -419,3 +419,72 @@ def test_a_timer_cancelled_by_an_earlier_timer_due_at_the_same_time_does_not_run
         assert ran == [] and loop.errors == 0
     finally:
         loop.close()
+
+
+def test_close_from_a_callback_stops_run_and_closes_the_loop_afterwards():
+    loop = PollLoop()
+    loop.call_soon(loop.close)
+    loop.call_later(5, loop.stop)  # a deadline should close() fail to end run()
+    started = time.monotonic()
+    loop.run()
+    assert loop.closed and time.monotonic() - started < 4
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.run_once(0)
+
+
+def test_a_stop_seen_by_run_once_is_not_kept_for_a_later_run(loop):
+    loop.stop()
+    loop.run_once(0)
+    ran = []
+    loop.call_later(0.01, lambda: (ran.append("timer"), loop.stop()))
+    loop.run()
+    assert ran == ["timer"]
+
+
+def test_a_callback_queued_by_an_io_callback_runs_in_the_next_pass(loop, push_pull):
+    push, pull = push_pull
+    ran = []
+    loop.register(pull, lambda frames: loop.call_soon(ran.append, "queued"))
+    push.send(b"x")
+    loop.run_once(1.0)
+    assert ran == []
+    loop.run_once(0)
+    assert ran == ["queued"]
+
+
+def test_close_closes_an_owned_plain_file_descriptor():
+    loop = PollLoop()
+    read_fd, write_fd = os.pipe()
+    try:
+        loop.register(read_fd, lambda fd, events: None, own=True)
+        loop.close()
+        with pytest.raises(OSError):
+            os.fstat(read_fd)
+    finally:
+        os.close(write_fd)
+
+
+def test_a_descriptor_closed_while_registered_is_dropped_not_spun_on(loop, caplog):
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)
+    calls = []
+    loop.register(read_fd, lambda fd, events: calls.append(events))
+    os.close(read_fd)
+    for _ in range(5):
+        loop.run_once(0)
+    assert calls == [], "the callback is not called, pass after pass, with POLLERR"
+
+
+def test_a_subclass_may_supply_its_own_clock_by_overriding_time():
+    class ManualTimeLoop(PollLoop):
+        now = 100.0
+
+        def time(self):
+            return self.now
+
+    loop = ManualTimeLoop()
+    try:
+        timer = loop.call_later(1.0, print)
+        assert timer.when == 101.0
+    finally:
+        loop.close()

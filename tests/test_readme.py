@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 @pytest.mark.timeout(30)
 def test_the_twenty_line_loop_example_prints_the_reply_and_exits_zero():
-    code = re.search(r"## A loop in 20 lines\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    code = re.search(r"## A loop in 25 lines\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "pong ping\n"

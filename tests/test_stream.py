@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import zmq
 
+from pollframe.loop import PollLoop
 from pollframe.stream import QueueFull, Stream
 from pollframe.testing import run_until
 
@@ -127,3 +128,14 @@ def test_a_router_drops_and_counts_a_message_for_a_peer_whose_pipe_is_full(ctx, 
         stream.send_multipart([b"slow", b"reply"])
     assert stream.dropped >= 1
     assert stream.queued() == 0, "nothing waits behind the slow peer"
+
+
+def test_closing_a_stream_after_its_loop_still_closes_the_socket(ctx):
+    loop = PollLoop()
+    push = ctx.socket(zmq.PUSH)
+    push.bind("inproc://closed-loop")
+    stream = Stream(push, loop)
+    stream.send(b"queued: nobody is connected")
+    loop.close()
+    stream.close(linger=0)
+    assert push.closed and stream.closed

@@ -62,7 +62,7 @@ def run_for(loop: PollLoop, clock: FakeClock, seconds: float) -> int:
     ``now + seconds``. Sockets are polled without waiting.
     """
     __tracebackhide__ = True
-    if loop.time is not clock:
+    if loop.time() != clock():
         raise ValueError("run_for(): the loop does not run on this clock (PollLoop(clock=clock))")
     end = clock() + seconds
     loop.run_once(0)
