@@ -169,6 +169,12 @@ class JsonCodec:
         self._long_int = b"0" * (max_int_digits + 1)
         self._encoder = json.JSONEncoder(allow_nan=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The decoders hold C scanners that cannot be pickled; the settings
+        # are all a codec is, so a ZmqProcess holding one can be pickled
+        # into a spawn or forkserver child.
+        return _rebuild_json_codec, (type(self), self.max_depth, self.max_int_digits)
+
     def _bounded_int(self, text: str) -> int:
         if len(text) - text.startswith("-") > self.max_int_digits:
             raise DecodeError(f"not JSON: an integer has more than {self.max_int_digits} digits")
@@ -213,3 +219,8 @@ class JsonCodec:
         except (TypeError, ValueError, RecursionError) as exc:
             reason = f"reply {shorten(msg_type)} cannot be encoded as JSON ({type(exc).__name__})"
             raise EncodeError(reason) from exc
+
+
+def _rebuild_json_codec(cls: type[JsonCodec], max_depth: int, max_int_digits: int) -> JsonCodec:
+    """Unpickle a :class:`JsonCodec` (or subclass) from its settings."""
+    return cls(max_depth=max_depth, max_int_digits=max_int_digits)

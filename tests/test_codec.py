@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -216,6 +217,17 @@ def test_values_json_cannot_carry_raise_encode_error(codec, value):
 def test_a_non_string_reply_type_raises_encode_error(codec):
     with pytest.raises(EncodeError, match="not a string"):
         codec.encode(3, [], {})  # type: ignore[arg-type]
+
+
+def test_a_codec_survives_a_pickle_round_trip_with_its_limits():
+    # A ZmqProcess holding a codec is pickled into a spawn or forkserver child.
+    copy = pickle.loads(pickle.dumps(JsonCodec(max_depth=3, max_int_digits=5)))
+    assert (copy.max_depth, copy.max_int_digits) == (3, 5)
+    assert copy.decode(b'["n", [12345], {}]') == ("n", [12345], {})
+    with pytest.raises(DecodeError, match="5 digits"):
+        copy.decode(b'["n", [123456], {}]')
+    with pytest.raises(DecodeError, match="deeper than 3"):
+        copy.decode(b'["n", [[[1]]], {}]')
 
 
 # -- reasons are safe -----------------------------------------------------------

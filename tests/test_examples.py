@@ -16,7 +16,8 @@ import zmq
 from helper_procs import EXAMPLE_APP
 
 from logic import PingHandler, Pinger
-from pongproc import RepStreamHandler
+from pingproc import PingProc
+from pongproc import PongProc, RepStreamHandler
 
 from pollframe.testing import FakeStream, TimedSocket
 
@@ -110,6 +111,19 @@ def test_rep_handler_stops_on_plzdiekthxbye_and_still_replies_bye(rep):
     handler([b"peer-1", b"", b'["plzdiekthxbye", [], {}]'])
     assert stops == [True]
     assert stream.sent == [[b"peer-1", b"", b'["bye", [], {}]']]
+
+
+# ------------------------------------------------------------ process tier: real children
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_pingproc_runs_as_a_child_under_each_start_method(start_process, method):
+    # spawn and forkserver pickle the process object: it must hold only plain settings.
+    pong = start_process(PongProc("127.0.0.1"))
+    ping = start_process(PingProc(pong.endpoint, count=2, mp_context=method))
+    ping.process.join(timeout=20)
+    assert ping.exitcode == 0
 
 
 # ------------------------------------------------------------ system tests: run them as a user would

@@ -43,12 +43,13 @@ class PingProc(ZmqProcess):
         self.timeout = timeout
         self.pinger = Pinger(count, stop_pong)
         self.failure: str | None = None
-        self._codec = JsonCodec()
+        self._codec: JsonCodec | None = None  # made in setup(): __init__ keeps plain settings
         self._req_stream: Stream | None = None
         self._deadline: Any = None
 
     def setup(self) -> None:
         super().setup()
+        self._codec = JsonCodec()
         self._req_stream, _ = self.stream(zmq.REQ, self.pong_addr, bind=False)
         self._req_stream.on_recv(ReqStreamHandler(self.send, self.finish, self.pinger))
         assert self.loop is not None
@@ -67,7 +68,7 @@ class PingProc(ZmqProcess):
         if msg is None:
             self.finish(None)
             return
-        assert self._req_stream is not None and self.loop is not None
+        assert self._req_stream is not None and self.loop is not None and self._codec is not None
         self._req_stream.send(self._codec.encode(*msg))
         if self._deadline is not None:
             self._deadline.cancel()
