@@ -262,12 +262,15 @@ class ZmqProcess(multiprocessing.Process):
     def teardown(self) -> None:
         """Close streams with a bounded linger, close the loop, destroy the context.
 
+        Each stream keeps its own linger (``stream(..., linger=...)``) when
+        it is shorter than :attr:`linger`, which bounds them all.
+
         Called by ``run()`` however the loop ended. Extend it to release
         your own resources (call ``super().teardown()`` last).
         """
         for stream in reversed(self._streams):
             try:
-                stream.close(linger=self.linger)
+                stream.close(linger=self._closing_linger(stream))
             except Exception:
                 log.exception("pollframe: closing %r failed", stream)
         self._streams.clear()
@@ -275,6 +278,18 @@ class ZmqProcess(multiprocessing.Process):
             self.loop.close()
         if self.context is not None:
             self.context.destroy(linger=_ms(self.linger))
+
+    def _closing_linger(self, stream: Stream) -> float | None:
+        """The linger (seconds) to close *stream* with: its own, cut to :attr:`linger`.
+
+        ``None`` keeps the socket's own ``LINGER`` option: a stream made
+        with ``linger=0`` must not wait at exit because the bound is longer.
+        """
+        bound = _ms(self.linger)
+        if bound < 0 or stream.closed:
+            return None  # no bound; or nothing left to linger
+        own = int(stream.socket.getsockopt(zmq.LINGER))  # milliseconds, -1 for forever
+        return None if 0 <= own <= bound else self.linger
 
     def stream(
         self,

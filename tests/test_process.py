@@ -334,6 +334,29 @@ def test_stream_before_setup_is_an_error():
         ZmqProcess().stream(zmq.PULL, "127.0.0.1", bind=True)
 
 
+def test_teardown_keeps_a_streams_shorter_linger_and_cuts_a_longer_one_to_the_bound(local):
+    lingers = {"none": 0, "long": 5, "default": None, "forever": -1}
+    streams = {
+        name: local.stream(zmq.PUSH, f"inproc://{name}", bind=True, linger=linger)[0]
+        for name, linger in lingers.items()
+    }
+    closed_with = {}  # name -> the LINGER (ms) libzmq gets when the socket closes
+
+    def spy(name, stream):
+        close = stream.close
+
+        def recording_close(linger=None):
+            closed_with[name] = stream.socket.linger if linger is None else round(linger * 1000)
+            close(linger)
+
+        return recording_close
+
+    for name, stream in streams.items():
+        stream.close = spy(name, stream)
+    local.teardown()
+    assert closed_with == {"none": 0, "long": 500, "default": 500, "forever": 500}
+
+
 def test_teardown_closes_every_stream_and_the_context(local):
     stream, _ = local.stream(zmq.PULL, "127.0.0.1", bind=True)
     local.teardown()
