@@ -17,8 +17,12 @@ the marked functions of the classes in its MRO (never from
 Every failure is a :class:`~pollframe.errors.MessageError`. It is logged on
 the ``pollframe.handler`` logger, counted in ``handler.errors`` by kind, and,
 with a ``reply_stream``, answered with ``["error", [reason], {}]`` unless the
-handler already replied, so a REQ peer is never left waiting. ``__call__``
-never raises for bad input: the loop goes on with the next message.
+handler already replied. A handler that returns None without replying is
+counted as ``no_reply``; with ``always_reply`` (the default when the reply
+stream's socket is REP) its sender gets ``["error", ["handler sent no
+reply"], {}]``. So on a REP socket every request gets exactly one reply and
+a REQ peer is never left waiting. ``__call__`` never raises for bad input:
+the loop goes on with the next message.
 """
 
 from __future__ import annotations
@@ -45,8 +49,16 @@ log = logging.getLogger("pollframe.handler")
 MAX_SIZE = 1 << 20
 """Default limit for the size of the JSON frame: 1 MiB."""
 
+NO_REPLY = "handler sent no reply"
+"""The reason of the error reply ``always_reply`` sends for a handler that did not reply."""
+
+# zmq.REP's value: the message tier does not import zmq (a reply stream may
+# be any object with send_multipart), yet it must know a REP socket, whose
+# lockstep a missing reply breaks for good.
+_ZMQ_REP = 4
+
 _MARK = "_pollframe_message_types"
-_INSTANCE_ATTRS = frozenset({"json_load", "reply_stream", "codec", "max_size", "errors"})
+_INSTANCE_ATTRS = frozenset({"json_load", "reply_stream", "codec", "max_size", "always_reply", "errors"})
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,7 +111,8 @@ class MessageHandler:
     last). ``reply_stream`` is where replies go: any object with
     ``send_multipart(frames)``; without it nothing is ever sent. ``codec``
     replaces :class:`~pollframe.codec.JsonCodec`. ``max_size`` (bytes, or
-    ``None`` for no limit) is checked before decoding.
+    ``None`` for no limit) is checked before decoding. ``always_reply``:
+    see "No reply" below.
 
     Replies. A handler replies with :meth:`reply`, or by returning a value:
     a non-None return value ``[type, args, kwargs]`` or ``[type, data]``
@@ -114,11 +127,16 @@ class MessageHandler:
     handler object itself re-entrantly): ``reply`` and ``envelope`` refer to
     the message being handled and raise RuntimeError outside of one.
 
-    No reply. If a handler returns None and did not reply while a
-    ``reply_stream`` is set, nothing is sent (the handler may mean to reply
-    later, or on another stream); a warning is logged and counted as
-    ``errors["no_reply"]``. On a REP socket that leaves the peer waiting, so
-    handlers there should always reply, stop messages included.
+    No reply. A handler that returns None without replying while a
+    ``reply_stream`` is set is logged and counted as ``errors["no_reply"]``.
+    With ``always_reply`` its sender then gets ``["error", ["handler sent
+    no reply"], {}]``: a REP socket that does not answer a request can
+    never receive again, so ``always_reply`` defaults to True when the reply
+    stream's ``socket`` is REP, and to False otherwise. Without it nothing
+    is sent: the handler may answer on another stream, or later. As
+    :meth:`reply` only works during the call, a handler that replies later
+    keeps :attr:`envelope` and sends ``envelope + [frame]`` on the stream
+    itself (on ROUTER or DEALER; a REP socket cannot wait).
     """
 
     _handlers: Dict[str, Callable[..., Any]] = {}
@@ -136,11 +154,13 @@ class MessageHandler:
         reply_stream: ReplyStream | None = None,
         codec: Codec | None = None,
         max_size: int | None = MAX_SIZE,
+        always_reply: bool | None = None,
     ) -> None:
         self.json_load = json_load
         self.reply_stream = reply_stream
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.max_size = max_size
+        self.always_reply = _is_rep(reply_stream) if always_reply is None else always_reply
         self.errors: Counter[str] = Counter()
         self.__frames: list[bytes] | None = None
         self.__replied = False
@@ -160,8 +180,7 @@ class MessageHandler:
             if result is not None:
                 self._reply_with_result(msg_type, result)
             elif not self.__replied and self.reply_stream is not None:
-                self.errors["no_reply"] += 1
-                log.warning("handler for %s sent no reply", shorten(msg_type))
+                self._no_reply(msg_type)
         except MessageError as err:
             self.handle_error(err)
         finally:
@@ -196,6 +215,14 @@ class MessageHandler:
             log.error("%s", err.reason, exc_info=err.__cause__)
         if self.reply_stream is not None and self.__frames is not None and not self.__replied:
             self._send("error", [err.reason], {})
+
+    def _no_reply(self, msg_type: str) -> None:
+        self.errors["no_reply"] += 1
+        if self.always_reply:
+            log.warning("handler for %s sent no reply; sending an error reply", shorten(msg_type))
+            self._send("error", [NO_REPLY], {})
+        else:
+            log.warning("handler for %s sent no reply", shorten(msg_type))
 
     def _send(self, msg_type: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         stream, frames = self.reply_stream, self.__frames
@@ -253,6 +280,14 @@ class MessageHandler:
                 "not [type, args, kwargs] or [type, data]"
             ) from None
         self._send(reply_type, args, kwargs)
+
+
+def _is_rep(stream: object) -> bool:
+    """Whether *stream*'s ``socket`` is a zmq REP socket (a fake or a plain object is not)."""
+    try:
+        return getattr(getattr(stream, "socket", None), "type", None) == _ZMQ_REP
+    except Exception:  # a closed socket cannot say
+        return False
 
 
 def _collect_handlers(cls: type) -> dict[str, Callable[..., Any]]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import zmq
 
 from pollframe.errors import BadArguments
 from pollframe.handler import MAX_SIZE, MessageHandler, message
-from pollframe.testing import FakeStream
+from pollframe.stream import Stream
+from pollframe.testing import FakeStream, run_until
 
 
 class Pong(MessageHandler):
@@ -413,6 +416,45 @@ def test_a_handler_that_returns_none_without_replying_sends_nothing_and_warns(po
     assert pong.calls == ["quiet"] and stream.sent == []
     assert pong.errors == {"no_reply": 1}
     assert "sent no reply" in caplog.records[0].getMessage()
+
+
+def test_a_handler_on_a_rep_stream_that_returns_none_without_replying_gets_an_error_reply(stream):
+    stream.socket = SimpleNamespace(type=zmq.REP)  # a REP socket that stays unanswered is stuck for good
+    handler = Pong(reply_stream=stream)
+    handler([frame("quiet", [], {})])
+    assert stream.sent_json() == [["error", ["handler sent no reply"], {}]]
+    assert handler.errors == {"no_reply": 1}
+
+
+def test_always_reply_answers_a_silent_handler_through_the_envelope_on_any_stream(stream):
+    handler = Pong(reply_stream=stream, always_reply=True)
+    handler([b"peer", b"", frame("quiet", [], {})])
+    assert stream.sent == [[b"peer", b"", b'["error", ["handler sent no reply"], {}]']]
+
+
+def test_always_reply_false_lets_a_handler_on_a_rep_stream_answer_by_other_means(stream):
+    stream.socket = SimpleNamespace(type=zmq.REP)
+    handler = Pong(reply_stream=stream, always_reply=False)
+    handler([frame("quiet", [], {})])
+    assert stream.sent == [] and handler.errors == {"no_reply": 1}
+
+
+@pytest.mark.timeout(10)
+def test_a_req_peer_of_a_silent_handler_on_a_real_rep_socket_gets_an_error_and_is_served_next(
+    ctx, loop, make_socket
+):
+    rep = ctx.socket(zmq.REP)
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    replies = Stream(rep, loop)
+    replies.on_recv(Pong(reply_stream=replies))
+    req = make_socket(zmq.REQ, connect=f"tcp://127.0.0.1:{port}", timeout=5)
+    got = []
+    for request in (frame("quiet", [], {}), frame("ping", [1], {})):
+        req.send(request)
+        run_until(loop, lambda: req.poll(0), what="the reply on the REQ socket")
+        got.append(json.loads(req.recv()))
+    assert got == [["error", ["handler sent no reply"], {}], ["pong", [1], {}]]
+    replies.close(linger=0)
 
 
 def test_a_handler_that_replied_and_returned_a_value_sends_only_the_reply(pong, stream):

@@ -59,7 +59,8 @@ class RepStreamHandler(MessageHandler):
     """The message tier: handles the requests arriving at PongProc's stream."""
 
     def __init__(self, rep_stream: Stream, stop: Callable[[], None], ping_handler: PingHandler) -> None:
-        super().__init__(reply_stream=rep_stream)
+        # A ROUTER standing in for REP: a handler that forgot to reply still answers with an error.
+        super().__init__(reply_stream=rep_stream, always_reply=True)
         self._stop = stop
         self._ping_handler = ping_handler
 
