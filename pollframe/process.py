@@ -11,7 +11,8 @@ keeps only plain, picklable settings. Everything zmq is made in the child:
 fork, and this keeps it so.
 
 ``start()`` also opens a private control pipe between parent and child
-(it carries small JSON messages, never pickles).
+(it carries small JSON messages, never pickles); the parent closes its end
+once ``join()`` (or :meth:`~ZmqProcess.shutdown`) has seen the child exit.
 Once ``setup()`` is done the child sends the endpoints it bound (random
 ports included) through it, which :meth:`~ZmqProcess.wait_ready` returns in
 the parent; the parent's :meth:`~ZmqProcess.stop` sends a stop request the
@@ -106,6 +107,7 @@ class ZmqProcess(multiprocessing.Process):
         self._control: multiprocessing.connection.Connection | None = None  # parent's end
         self._child_control: multiprocessing.connection.Connection | None = None
         self._ready = False
+        self._failure: str | None = None  # why the child's setup() failed, as it said
 
     # ------------------------------------------------------------- in the parent
 
@@ -117,10 +119,19 @@ class ZmqProcess(multiprocessing.Process):
         self._control, self._child_control = ctx.Pipe(duplex=True)
         try:
             super().start()
+        except BaseException:  # e.g. the process object cannot be pickled for spawn
+            self._release_control()
+            raise
         finally:
             # The child has its own copy now; ours would hide the child's death.
             self._child_control.close()
             self._child_control = None
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the child to exit, as ``Process.join``; then close the control pipe."""
+        super().join(timeout)
+        if self.exitcode is not None:
+            self._release_control()
 
     def _Popen(self, process_obj: Any) -> Any:  # type: ignore[override]  # noqa: N802
         """multiprocessing's hook: launch with this process's own start method."""
@@ -136,29 +147,44 @@ class ZmqProcess(multiprocessing.Process):
         :class:`ProcessNotReady` if the child died or its ``setup()`` raised
         (with the child's reason). Calling it again returns the same list.
         """
+        if self._popen is None:  # type: ignore[attr-defined]  # set by start()
+            raise RuntimeError(f"{self.name}: call start() before wait_ready()")
+        control = self._control  # None once the child has exited and been joined
+        if not self._ready and self._failure is None and control is not None:
+            ready = multiprocessing.connection.wait([control, self.sentinel], timeout)
+            if not ready:
+                raise ReadyTimeout(f"{self.name} was not ready after {timeout} s")
+            if control in ready:
+                self._read_first_word(control)
         if self._ready:
             return list(self.endpoints)
-        control = self._control
-        if control is None:
-            raise RuntimeError(f"{self.name}: call start() before wait_ready()")
-        ready = multiprocessing.connection.wait([control, self.sentinel], timeout)
-        if not ready:
-            raise ReadyTimeout(f"{self.name} was not ready after {timeout} s")
-        kind: Any = None
-        payload: Any = None
+        self.join(1.0)
+        if self._failure is not None:
+            raise ProcessNotReady(f"{self.name} failed before it was ready: {self._failure}")
+        raise ProcessNotReady(f"{self.name} exited with code {self.exitcode} before it was ready")
+
+    def _read_first_word(self, control: multiprocessing.connection.Connection) -> None:
+        """Read the child's ready (endpoints) or failed (reason) message, if it sent one."""
         try:
-            if control in ready:
-                kind, payload = json.loads(control.recv_bytes())
+            kind, payload = json.loads(control.recv_bytes())
         except (EOFError, OSError):
-            pass  # it died without a word
+            return  # it died without a word
         if kind == _READY:
             self.endpoints = list(payload)
             self._ready = True
-            return list(self.endpoints)
-        self.join(1.0)
-        if kind == _FAILED:
-            raise ProcessNotReady(f"{self.name} failed before it was ready: {payload}")
-        raise ProcessNotReady(f"{self.name} exited with code {self.exitcode} before it was ready")
+        elif kind == _FAILED:
+            self._failure = str(payload)
+
+    def _release_control(self) -> None:
+        """Close the parent's end of the control pipe, keeping a word the child sent before it exited."""
+        control, self._control = self._control, None
+        if control is None:
+            return
+        try:
+            if not self._ready and self._failure is None and control.poll():
+                self._read_first_word(control)
+        finally:
+            control.close()
 
     def shutdown(self, timeout: float = 1.0) -> int | None:
         """Stop the child and wait for it: ask, then terminate, then kill.
@@ -178,9 +204,7 @@ class ZmqProcess(multiprocessing.Process):
         if self.is_alive():
             self.kill()
             self.join(timeout)  # SIGKILL cannot be ignored; the bound only guards against the unexpected
-        if self._control is not None:
-            self._control.close()
-            self._control = None
+        self._release_control()
         return self.exitcode
 
     # --------------------------------------------------------- either side

@@ -77,6 +77,20 @@ class EchoProc(StderrToFile):
         return echo
 
 
+class StopsItself(StderrToFile):
+    """Binds a PULL stream (default: a random tcp port) and stops as soon as its loop runs."""
+
+    def __init__(self, addr: Any = "127.0.0.1", *, mp_context: Any = None) -> None:
+        super().__init__(mp_context=mp_context)
+        self.addr = addr
+
+    def setup(self) -> None:
+        super().setup()
+        self.stream(zmq.PULL, self.addr, bind=True)
+        assert self.loop is not None
+        self.loop.call_soon(self.stop)
+
+
 class StartMethodProc(StderrToFile):
     """Answers any request on its REP stream with the start method it runs under."""
 

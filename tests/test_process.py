@@ -22,6 +22,7 @@ from helper_procs import (
     ForgetfulProc,
     GatedSetupProc,
     StartMethodProc,
+    StopsItself,
 )
 
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
@@ -205,6 +206,53 @@ def test_wait_ready_times_out_when_setup_does_not_finish(tmp_path):
         proc.shutdown(timeout=1.0)
 
 
+@pytest.fixture
+def pipes(monkeypatch):
+    """Every Connection that multiprocessing's Pipe() makes from now on, to check they get closed."""
+    made = []
+    real_pipe = multiprocessing.connection.Pipe
+
+    def recording_pipe(duplex=True):
+        ends = real_pipe(duplex)
+        made.extend(ends)
+        return ends
+
+    monkeypatch.setattr(multiprocessing.connection, "Pipe", recording_pipe)
+    return made
+
+
+def test_a_start_that_fails_closes_both_ends_of_the_control_pipe(pipes):
+    proc = EchoProc(mp_context="spawn")
+    proc.lock = threading.Lock()  # cannot be pickled into a spawn child
+    with pytest.raises(TypeError, match="pickle"):
+        proc.start()
+    assert pipes and all(end.closed for end in pipes)
+
+
+def test_joining_a_stopped_child_closes_the_control_pipe(pipes):
+    proc = EchoProc("127.0.0.1", mp_context="fork")
+    proc.start()
+    try:
+        proc.wait_ready()
+        proc.stop()
+        proc.join(timeout=5)
+        assert proc.exitcode == 0
+        assert pipes and all(end.closed for end in pipes)
+    finally:
+        proc.shutdown()
+
+
+def test_wait_ready_after_join_still_returns_the_endpoints_of_a_child_that_stopped_itself(ipc_endpoint):
+    proc = StopsItself(ipc_endpoint)
+    proc.start()
+    try:
+        proc.join(timeout=10)
+        assert proc.exitcode == 0
+        assert proc.wait_ready(timeout=0) == [ipc_endpoint]
+    finally:
+        proc.shutdown()
+
+
 def test_wait_ready_before_start_is_an_error():
     with pytest.raises(RuntimeError, match="start"):
         EchoProc().wait_ready(timeout=0)
@@ -366,11 +414,6 @@ def test_teardown_closes_every_stream_and_the_context(local):
 # ------------------------------------------------------------ run() in this process
 
 
-class StopsItself(ZmqProcess):
-    def setup(self) -> None:
-        super().setup()
-        self.stream(zmq.PULL, "127.0.0.1", bind=True)
-        self.loop.call_soon(self.stop)
 
 
 def test_run_in_process_returns_after_stop_and_cleans_up():
