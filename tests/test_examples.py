@@ -16,9 +16,10 @@ import zmq
 from helper_procs import EXAMPLE_APP
 
 from logic import PingHandler, Pinger
-from pingproc import PingProc
+from pingproc import PingProc, ReqStreamHandler
 from pongproc import PongProc, RepStreamHandler
 
+from pollframe.handler import MessageHandler
 from pollframe.testing import FakeStream, TimedSocket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +112,13 @@ def test_rep_handler_stops_on_plzdiekthxbye_and_still_replies_bye(rep):
     handler([b"peer-1", b"", b'["plzdiekthxbye", [], {}]'])
     assert stops == [True]
     assert stream.sent == [[b"peer-1", b"", b'["bye", [], {}]']]
+
+
+def test_the_ping_sides_handler_shadows_no_attribute_of_message_handler():
+    # reply() and handle_error() use MessageHandler's own helpers: an instance attribute
+    # of the same name would replace them.
+    handler = ReqStreamHandler(lambda msg: None, lambda failure: None, Pinger())
+    assert not set(vars(handler)) & set(dir(MessageHandler))
 
 
 # ------------------------------------------------------------ process tier: real children

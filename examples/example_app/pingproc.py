@@ -96,14 +96,14 @@ class ReqStreamHandler(MessageHandler):
         pinger: Pinger,
     ) -> None:
         super().__init__()  # no reply_stream: the next request is sent by PingProc
-        self._send = send
+        self._send_next = send
         self._finish = finish
         self._pinger = pinger
 
     @message
     def pong(self, count: int) -> None:
         print(f"Ping got reply: pong {count}", flush=True)
-        self._send(self._pinger.on_pong(count))
+        self._send_next(self._pinger.on_pong(count))
 
     @message
     def bye(self) -> None:
