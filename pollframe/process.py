@@ -17,7 +17,8 @@ Once ``setup()`` is done the child sends the endpoints it bound (random
 ports included) through it, which :meth:`~ZmqProcess.wait_ready` returns in
 the parent; the parent's :meth:`~ZmqProcess.stop` sends a stop request the
 other way, which the child's loop reads like any other event. If the parent
-dies, the child sees the pipe close and stops too (best effort: a sibling
+dies, before the child is ready or after, the child sees the pipe close
+and stops too, exiting 0 (best effort: a sibling
 forked later inherits the pipe and keeps it open).
 
 ``SIGINT`` and ``SIGTERM`` stop the loop from ``run()``'s first line on;
@@ -178,7 +179,7 @@ class ZmqProcess(multiprocessing.Process):
     def _release_control(self) -> None:
         """Close the parent's end of the control pipe, keeping a word the child sent before it exited."""
         control, self._control = self._control, None
-        if control is None:
+        if control is None or control.closed:
             return
         try:
             if not self._ready and self._failure is None and control.poll():
@@ -271,15 +272,20 @@ class ZmqProcess(multiprocessing.Process):
                 raise RuntimeError(f"{type(self).__name__}.setup() must call super().setup()")
             if control is not None:
                 loop.register(control, self._on_control)
-                _send(control, _READY, self.endpoints)
-                self._ready = True
         except BaseException as exc:
-            if control is not None and not self._ready:
+            if control is not None:
                 try:
                     _send(control, _FAILED, f"{type(exc).__name__}: {exc}")
                 except OSError:
                     pass  # the parent is gone: no one to tell
             raise
+        if control is not None:
+            try:
+                _send(control, _READY, self.endpoints)
+            except OSError:  # the parent died first: stop, as when it dies later
+                log.warning("pollframe: %s: parent process gone before ready; stopping", self.name)
+                return
+            self._ready = True
         if not self._stop_requested:
             loop.run()
 

@@ -142,6 +142,22 @@ def test_the_child_stops_when_the_parent_end_of_its_control_pipe_closes(pong):
 # ------------------------------------------------------------ wait_ready and start-up
 
 
+def test_a_child_whose_parent_is_gone_before_it_is_ready_exits_0_without_a_traceback(tmp_path):
+    gate = multiprocessing.get_context("fork").Event()
+    proc = GatedSetupProc(gate, mp_context="fork")
+    proc.stderr_path = str(tmp_path / "stderr")
+    proc.start()
+    try:
+        proc._control.close()  # what the kernel does to the pipe when the parent dies
+        gate.set()  # setup() ends; the child's ready message finds no reader
+        proc.join(timeout=5)
+        assert proc.exitcode == 0
+        assert "Traceback" not in (tmp_path / "stderr").read_text()
+    finally:
+        gate.set()
+        proc.shutdown()
+
+
 def test_wait_ready_returns_every_endpoint_the_child_bound(start_process, method, ipc_endpoint):
     echo = start_process(EchoProc("127.0.0.1", ipc_endpoint, mp_context=method))
     endpoints = echo.endpoints  # what the harness's wait_ready() returned
