@@ -18,8 +18,9 @@ ports included) through it, which :meth:`~ZmqProcess.wait_ready` returns in
 the parent; the parent's :meth:`~ZmqProcess.stop` sends a stop request the
 other way, which the child's loop reads like any other event. If the parent
 dies, before the child is ready or after, the child sees the pipe close
-and stops too, exiting 0 (best effort: a sibling
-forked later inherits the pipe and keeps it open).
+and stops too, exiting 0 (best effort: a sibling forked later inherits the
+pipe and keeps it open). :meth:`~ZmqProcess.shutdown` stops a child however
+wedged: the stop request, then ``SIGTERM``, then ``SIGKILL``.
 
 ``SIGINT`` and ``SIGTERM`` stop the loop from ``run()``'s first line on;
 ``run()`` then closes every stream with a bounded linger and destroys the
@@ -187,26 +188,65 @@ class ZmqProcess(multiprocessing.Process):
         finally:
             control.close()
 
-    def shutdown(self, timeout: float = 1.0) -> int | None:
-        """Stop the child and wait for it: ask, then terminate, then kill.
+    def shutdown(
+        self,
+        timeout: float = 1.0,
+        *,
+        stop: Callable[[], Any] | None = None,
+        stop_timeout: float | None = None,
+        term_timeout: float | None = None,
+        kill_timeout: float | None = None,
+    ) -> list[str]:
+        """Stop the child and wait for it, escalating: ask, then ``SIGTERM``, then ``SIGKILL``.
 
-        Each step waits up to ``timeout`` seconds. Returns the exit code
-        (``None`` if the process was never started). Safe to call twice.
+        The first step calls ``stop`` (e.g. a function that sends the
+        application's stop message; it must not block without a deadline)
+        or else :meth:`stop`; a child frozen with ``SIGSTOP`` is sent
+        ``SIGCONT`` first, so that it can act on it. A ``stop`` that raises
+        is logged and the next step follows. Each step waits for the exit
+        up to its own timeout in seconds (default ``timeout``).
+
+        Returns the steps taken, in order: some of ``"stop"``,
+        ``"SIGTERM"``, ``"SIGKILL"``; none if the child had exited already
+        or was never started. :attr:`exitcode` then tells how it ended. If
+        the shutdown itself is interrupted (Ctrl-C, a test's timeout), the
+        child is killed before the interruption goes on. Safe to call twice.
         """
         if self._popen is None:  # type: ignore[attr-defined]  # set by start()
-            return None
-        if self.is_alive() and self.pid is not None:
-            os.kill(self.pid, signal.SIGCONT)  # a stopped (SIGSTOP) child could not act on anything below
-        self.stop()
-        self.join(timeout)
-        if self.is_alive():
-            self.terminate()
-            self.join(timeout)
-        if self.is_alive():
-            self.kill()
-            self.join(timeout)  # SIGKILL cannot be ignored; the bound only guards against the unexpected
-        self._release_control()
-        return self.exitcode
+            return []
+        kill_wait = timeout if kill_timeout is None else kill_timeout
+        escalation: list[tuple[str, Callable[[], Any], float]] = [
+            ("stop", lambda: self._ask_to_stop(stop), timeout if stop_timeout is None else stop_timeout),
+            ("SIGTERM", self.terminate, timeout if term_timeout is None else term_timeout),
+            ("SIGKILL", self.kill, kill_wait),  # cannot be ignored: this wait guards against the unexpected
+        ]
+        steps: list[str] = []
+        try:
+            for step, act, wait in escalation:
+                if not self.is_alive():
+                    break
+                steps.append(step)
+                act()
+                self.join(wait)
+        except BaseException:
+            if self.is_alive():
+                self.kill()
+                self.join(kill_wait)
+            raise
+        finally:
+            self._release_control()
+        return steps
+
+    def _ask_to_stop(self, stop: Callable[[], Any] | None) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGCONT)  # a stopped (SIGSTOP) child could not act on a request
+            except ProcessLookupError:
+                return  # it is gone already
+        try:
+            (stop or self.stop)()
+        except Exception as exc:  # the child may be wedged: go on to SIGTERM
+            log.warning("pollframe: %s: the stop request failed: %s: %s", self.name, type(exc).__name__, exc)
 
     # --------------------------------------------------------- either side
 

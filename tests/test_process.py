@@ -284,8 +284,38 @@ def test_start_after_setup_in_the_parent_is_refused():
         proc.teardown()
 
 
-def test_shutdown_of_a_process_never_started_returns_none():
-    assert EchoProc().shutdown() is None
+def test_shutdown_of_a_process_never_started_takes_no_step():
+    assert EchoProc().shutdown() == []
+
+
+def test_shutdown_says_which_steps_it_took_and_a_second_call_takes_none(start_process):
+    proc = start_process(EchoProc("127.0.0.1")).process
+    assert proc.shutdown() == ["stop"] and proc.exitcode == 0
+    assert proc.shutdown() == []
+
+
+def test_shutdown_goes_on_to_sigterm_when_the_stop_callable_fails(start_process, caplog):
+    proc = start_process(EchoProc("127.0.0.1")).process
+
+    def broken_stop():
+        raise ConnectionError("no route to the stop message's peer")
+
+    assert proc.shutdown(stop=broken_stop, term_timeout=5) == ["stop", "SIGTERM"]
+    assert proc.exitcode == 0  # SIGTERM is a clean stop too
+    assert "the stop request failed: ConnectionError" in caplog.text
+
+
+def test_shutdown_asks_with_the_stop_callable_instead_of_stop(start_process, client):
+    echo = start_process(EchoProc("127.0.0.1"))
+    sock = client(echo.endpoint)
+    answers = []
+
+    def stop_message():
+        sock.send(b"stop")
+        answers.append(sock.recv())
+
+    assert echo.process.shutdown(stop=stop_message, stop_timeout=5) == ["stop"]
+    assert answers == [b"stop"] and echo.exitcode == 0
 
 
 # ------------------------------------------------------------ the stream() factory, in this process

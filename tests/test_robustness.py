@@ -292,7 +292,7 @@ def test_a_reply_to_a_peer_that_has_gone_is_counted_and_logged_and_not_fatal(sta
             break
         assert time.monotonic() < deadline, "the reply to the gone peer was never refused"
     assert notifier.request("ping", 1) == ("pong", [1], {})
-    assert proc.shutdown(timeout=2.0) == 0
+    assert proc.shutdown(timeout=2.0) == ["stop"] and proc.exitcode == 0
     assert "is gone; 1 message(s) for gone peers dropped" in Path(proc.log_path).read_text()
     note("router mandatory", notify_rounds=rounds, unroutable=unroutable)
 

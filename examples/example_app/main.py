@@ -20,8 +20,8 @@ def main() -> int:
         # The ping side runs right here; its last request stops PongProc.
         PingProc(endpoint, count=5, stop_pong=True).run()
     finally:
-        exitcode = pong.shutdown(timeout=2)  # join; stop, terminate, kill if need be
-    return 0 if exitcode == 0 else 1
+        pong.shutdown(timeout=2)  # join; stop, terminate, kill if need be
+    return 0 if pong.exitcode == 0 else 1
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ escalating steps each with its own deadline:
 3. ``SIGKILL``.
 
 This runs however the block is left: normally, by a failed assertion, by
-pytest-timeout's signal or by Ctrl-C. A child frozen with ``SIGSTOP`` is
-sent ``SIGCONT`` first, so that it can take the stop request. If even ``SIGKILL`` leaves the
+pytest-timeout's signal or by Ctrl-C. The steps are
+:meth:`ZmqProcess.shutdown <pollframe.process.ZmqProcess.shutdown>`'s,
+which also sends ``SIGCONT`` to a child frozen with ``SIGSTOP`` first, so
+that it can take the stop request. If even ``SIGKILL`` leaves the
 process alive the harness says so loudly. When the block succeeded, a
 process that needed ``SIGTERM``/``SIGKILL`` or exited non-zero fails the
 test (:class:`~pollframe.testing.errors.UncleanExit`), unless
@@ -20,8 +22,6 @@ test (:class:`~pollframe.testing.errors.UncleanExit`), unless
 """
 from __future__ import annotations
 
-import os
-import signal
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Optional
@@ -81,45 +81,29 @@ class RunningProcess:
     def shutdown(self) -> Optional[int]:
         """Stop the process, escalating as needed; return its exit code. Safe to call twice.
 
-        If the shutdown itself is interrupted (Ctrl-C, pytest-timeout), the
-        process is killed before the interruption goes on.
+        The escalation is :meth:`ZmqProcess.shutdown
+        <pollframe.process.ZmqProcess.shutdown>`: if it is interrupted
+        (Ctrl-C, pytest-timeout), the process is killed before the
+        interruption goes on.
         """
         if self._done:
             return self.exitcode
         self._done = True
         process = self.process
-        try:
-            self._escalate()
-        except BaseException:
-            if process.is_alive():
-                process.kill()
-                process.join(self._timeouts[2])
-            raise
+        stop_timeout, term_timeout, kill_timeout = self._timeouts
+        self.steps = process.shutdown(stop=self._request_stop, stop_timeout=stop_timeout,
+                                      term_timeout=term_timeout, kill_timeout=kill_timeout)
         if process.is_alive():
-            raise AssertionError(f"{self.describe()} survived SIGKILL for {self._timeouts[2]} s")
+            raise AssertionError(f"{self.describe()} survived SIGKILL for {kill_timeout} s")
         _started.discard(process)
-        process.shutdown(0)  # releases the control pipe; the process is gone already
         return self.exitcode
 
-    def _escalate(self) -> None:
-        process = self.process
-        stop_timeout, term_timeout, kill_timeout = self._timeouts
-        if process.is_alive():
-            self.steps.append("stop")
-            _continue(process)  # a child frozen with SIGSTOP could not take the request
-            try:
-                (self._stop or process.stop)()
-            except Exception as exc:  # the process may be wedged: go on to SIGTERM
-                self.stop_error = exc
-            process.join(stop_timeout)
-        if process.is_alive():
-            self.steps.append("SIGTERM")
-            process.terminate()
-            process.join(term_timeout)
-        if process.is_alive():
-            self.steps.append("SIGKILL")
-            process.kill()
-            process.join(kill_timeout)
+    def _request_stop(self) -> None:
+        try:
+            (self._stop or self.process.stop)()
+        except Exception as exc:  # reported by check_clean_exit(); the shutdown goes on to SIGTERM
+            self.stop_error = exc
+            raise
 
     def check_clean_exit(self) -> None:
         """Fail unless the process ended on its stop request (or by itself) with exit code 0."""
@@ -211,11 +195,3 @@ def kill_leftovers() -> List[str]:
             killed.append(f"{type(process).__name__} (pid {process.pid})")
         _started.discard(process)
     return killed
-
-
-def _continue(process: ZmqProcess) -> None:
-    if process.pid is not None:
-        try:
-            os.kill(process.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
