@@ -32,7 +32,6 @@ cost nothing.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,6 +41,7 @@ from zmq.backend import zmq_poll
 
 from pollframe.address import parse_address
 from pollframe.codec import Codec, JsonCodec, Triple
+from pollframe.units import to_ms
 
 __all__ = ["RemoteError", "RequestClient", "RequestTimeout"]
 
@@ -219,8 +219,7 @@ def _wait(sock: zmq.Socket[Any], event: int, deadline: float) -> bool:
     """Poll ``sock`` for ``event`` until ``deadline`` (monotonic seconds)."""
     while True:
         remaining = deadline - time.monotonic()
-        ms = math.ceil(remaining * 1000) if remaining > 0 else 0
-        if zmq_poll([(sock, event)], ms):
+        if zmq_poll([(sock, event)], to_ms(max(remaining, 0.0))):
             return True
         if remaining <= 0:
             return False

@@ -44,6 +44,7 @@ import zmq
 from pollframe.address import parse_address, port_of
 from pollframe.loop import PollLoop
 from pollframe.stream import Stream
+from pollframe.units import to_ms
 
 __all__ = ["ProcessNotReady", "ReadyTimeout", "ZmqProcess"]
 
@@ -347,7 +348,7 @@ class ZmqProcess(multiprocessing.Process):
         if self.loop is not None:
             self.loop.close()
         if self.context is not None:
-            self.context.destroy(linger=_ms(self.linger))
+            self.context.destroy(linger=to_ms(self.linger))
 
     def _closing_linger(self, stream: Stream) -> float | None:
         """The linger (seconds) to close *stream* with: its own, cut to :attr:`linger`.
@@ -355,7 +356,7 @@ class ZmqProcess(multiprocessing.Process):
         ``None`` keeps the socket's own ``LINGER`` option: a stream made
         with ``linger=0`` must not wait at exit because the bound is longer.
         """
-        bound = _ms(self.linger)
+        bound = to_ms(self.linger)
         if bound < 0 or stream.closed:
             return None  # no bound; or nothing left to linger
         own = int(stream.socket.getsockopt(zmq.LINGER))  # milliseconds, -1 for forever
@@ -404,7 +405,7 @@ class ZmqProcess(multiprocessing.Process):
         endpoint = parse_address(addr, bind)  # before the socket exists: nothing to leak
         sock = self.context.socket(sock_type)
         try:
-            sock.linger = _ms(self.linger if linger is None else linger)
+            sock.linger = to_ms(self.linger if linger is None else linger)
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_msg_size if max_msg_size is None else max_msg_size)
             if endpoint.ipv6:
                 sock.ipv6 = True
@@ -461,11 +462,6 @@ class ZmqProcess(multiprocessing.Process):
         self.stop()
 
 
-def _ms(seconds: float) -> int:
-    """Seconds (the API's unit) to libzmq's milliseconds; negative means forever."""
-    return -1 if seconds < 0 else int(round(seconds * 1000))
-
-
 def _set_heartbeat(
     sock: zmq.Socket[Any], interval: float | None, timeout: float | None, ttl: float | None
 ) -> None:
@@ -475,11 +471,11 @@ def _set_heartbeat(
         return
     if not interval > 0:
         raise ValueError(f"heartbeat must be a positive interval in seconds, not {interval!r}")
-    sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(interval))
+    sock.setsockopt(zmq.HEARTBEAT_IVL, to_ms(interval))
     if timeout is not None:
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeout))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, to_ms(timeout))
     if ttl is not None:
-        sock.setsockopt(zmq.HEARTBEAT_TTL, _ms(ttl))
+        sock.setsockopt(zmq.HEARTBEAT_TTL, to_ms(ttl))
 
 
 def _set_curve(

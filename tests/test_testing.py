@@ -22,6 +22,7 @@ from pollframe.testing import (
     FakeClock,
     FakeStream,
     SocketTimeout,
+    TimedSocket,
     UncleanExit,
     WaitTimeout,
     run_for,
@@ -196,6 +197,17 @@ def test_test_sockets_exchange_messages_and_set_options_on_the_real_socket(make_
     assert pull.recv_json() == ["tick", [1], {}]
     assert pull.recv_multipart() == [b"a", b"b"]
     pull.expect_nothing(within=0.05)
+
+
+def test_a_test_socket_takes_its_closing_linger_in_seconds_like_a_stream():
+    closed_with = []
+
+    class RecordingSocket:
+        def close(self, linger=None):
+            closed_with.append(linger)
+
+    TimedSocket(RecordingSocket()).close(linger=0.5)
+    assert closed_with == [500]  # what libzmq gets, in milliseconds
 
 
 def test_expect_nothing_fails_when_a_message_arrives(make_socket):

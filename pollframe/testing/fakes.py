@@ -54,7 +54,8 @@ class FakeStream:
     def queued(self) -> int:
         return 0
 
-    def close(self, linger: Optional[int] = None) -> None:
+    def close(self, linger: Optional[float] = None) -> None:
+        """Mark the stream closed; ``linger`` is in seconds, as for :meth:`Stream.close`, and unused."""
         self._closed = True
 
     @property

@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence
 import zmq
 
 from pollframe.testing.errors import ContextHang, SocketTimeout
+from pollframe.units import to_ms
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -124,7 +125,7 @@ class TimedSocket:
     def expect_nothing(self, within: float = 0.1) -> None:
         """Fail if a message arrives within ``within`` seconds (the message is left unread)."""
         __tracebackhide__ = True
-        if self.socket.poll(_ms(within), zmq.POLLIN):
+        if self.socket.poll(to_ms(max(within, 0.0)), zmq.POLLIN):
             raise AssertionError(f"{self.describe()}: expected no message within {within} s, "
                                  "but one arrived")
 
@@ -155,8 +156,9 @@ class TimedSocket:
 
     # ------------------------------------------------------------- the rest
 
-    def close(self, linger: int = 0) -> None:
-        self.socket.close(linger=linger)
+    def close(self, linger: Optional[float] = 0) -> None:
+        """Close the socket; ``linger`` in seconds, as for a Stream (``None`` keeps the ``LINGER`` option)."""
+        self.socket.close(linger=None if linger is None else to_ms(linger))
 
     @property
     def closed(self) -> bool:
@@ -186,7 +188,7 @@ class TimedSocket:
     def _wait(self, event: int, timeout: Optional[float], message: Any) -> None:
         __tracebackhide__ = True
         seconds = self.timeout if timeout is None else timeout
-        if not self.socket.poll(_ms(seconds), event) & event:
+        if not self.socket.poll(to_ms(max(seconds, 0.0)), event) & event:
             raise SocketTimeout(message(seconds))
 
     def _send_hint(self) -> str:
@@ -196,10 +198,6 @@ class TimedSocket:
         if self.socket.type == zmq.REP:
             return " (a REP socket can only send a reply to the request it received last)"
         return " (no peer connected yet, or the peer is not reading: high-water mark reached)"
-
-
-def _ms(seconds: float) -> int:
-    return max(0, int(seconds * 1000 + 0.999))
 
 
 def free_tcp_endpoint(host: str = "127.0.0.1") -> str:
