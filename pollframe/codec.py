@@ -94,8 +94,12 @@ def nesting_exceeds(frame: bytes, limit: int) -> bool:
     Unbalanced brackets count as too deep: such a frame is not JSON anyway.
     Linear in the frame size, no recursion, no per-character Python loop.
     """
-    if frame.count(b"[") + frame.count(b"{") <= limit:
-        return False  # the common case: too few brackets to nest that deep
+    # The common case: too few brackets to nest that deep.
+    return frame.count(b"[") + frame.count(b"{") > limit and _deeper_than(frame, limit)
+
+
+def _deeper_than(frame: bytes, limit: int) -> bool:
+    """:func:`nesting_exceeds` for a frame with more than *limit* openings."""
     # Drop escaped backslashes, then escaped quotes (left to right, as a JSON
     # parser pairs them), then every byte but quotes and brackets.
     skeleton = frame.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
@@ -184,7 +188,8 @@ class JsonCodec:
         """Decode one frame; raise DecodeError or BadShape if it is refused."""
         if not isinstance(frame, bytes):
             frame = bytes(frame)  # a zmq.Frame or memoryview
-        if frame.count(b"[") + frame.count(b"{") > self.max_depth and nesting_exceeds(frame, self.max_depth):
+        # nesting_exceeds(), with its first test inline: most frames stop there.
+        if frame.count(b"[") + frame.count(b"{") > self.max_depth and _deeper_than(frame, self.max_depth):
             raise DecodeError(f"not JSON, or nested deeper than {self.max_depth} levels")
         try:
             text = str(frame, "utf-8")

@@ -43,11 +43,9 @@ from pollframe.errors import (
     UnknownType,
     shorten,
 )
+from pollframe.units import MAX_MSG_SIZE
 
 log = logging.getLogger("pollframe.handler")
-
-MAX_SIZE = 1 << 20
-"""Default limit for the size of the JSON frame: 1 MiB."""
 
 NO_REPLY = "handler sent no reply"
 """The reason of the error reply ``always_reply`` sends for a handler that did not reply."""
@@ -111,7 +109,8 @@ class MessageHandler:
     last). ``reply_stream`` is where replies go: any object with
     ``send_multipart(frames)``; without it nothing is ever sent. ``codec``
     replaces :class:`~pollframe.codec.JsonCodec`. ``max_size`` (bytes, or
-    ``None`` for no limit) is checked before decoding. ``always_reply``:
+    ``None`` for no limit; default :data:`~pollframe.units.MAX_MSG_SIZE`)
+    is checked before decoding. ``always_reply``:
     see "No reply" below.
 
     Replies. A handler replies with :meth:`reply`, or by returning a value:
@@ -153,7 +152,7 @@ class MessageHandler:
         *,
         reply_stream: ReplyStream | None = None,
         codec: Codec | None = None,
-        max_size: int | None = MAX_SIZE,
+        max_size: int | None = MAX_MSG_SIZE,
         always_reply: bool | None = None,
     ) -> None:
         self.json_load = json_load

@@ -44,7 +44,7 @@ import zmq
 from pollframe.address import parse_address, port_of
 from pollframe.loop import PollLoop
 from pollframe.stream import Stream
-from pollframe.units import to_ms
+from pollframe.units import MAX_MSG_SIZE, to_ms
 
 __all__ = ["ProcessNotReady", "ReadyTimeout", "ZmqProcess"]
 
@@ -80,7 +80,7 @@ class ZmqProcess(multiprocessing.Process):
     #: Seconds a closing socket may keep trying to deliver unsent messages.
     linger: float = 0.5
     #: Largest message in bytes that a stream accepts (libzmq ``MAXMSGSIZE``); -1: no limit.
-    max_msg_size: int = 1 << 20
+    max_msg_size: int = MAX_MSG_SIZE
     #: Signals that stop the loop cleanly (exit code 0).
     stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 
@@ -94,10 +94,9 @@ class ZmqProcess(multiprocessing.Process):
         super().__init__(name=name, daemon=daemon)
         if mp_context is not None and not isinstance(mp_context, str):
             mp_context = mp_context.get_start_method()
-        self._mp_method: str | None = mp_context
         if mp_context is not None:
             # As multiprocessing's own SpawnProcess etc. do: the child's children use it too.
-            self._start_method = mp_context
+            self._start_method: str | None = mp_context
         #: The :class:`zmq.Context`, made by :meth:`setup` in the running process.
         self.context: zmq.Context[Any] | None = None
         #: The :class:`~pollframe.loop.PollLoop`, made by :meth:`setup`.
@@ -118,7 +117,7 @@ class ZmqProcess(multiprocessing.Process):
         """Start the child, with a control pipe for :meth:`wait_ready` and :meth:`stop`."""
         if self.context is not None:
             raise RuntimeError(f"{self.name}: setup() ran in the parent; the child must make its context")
-        ctx = multiprocessing.get_context(self._mp_method)
+        ctx = multiprocessing.get_context(self._start_method)
         self._control, self._child_control = ctx.Pipe(duplex=True)
         try:
             super().start()
@@ -138,7 +137,7 @@ class ZmqProcess(multiprocessing.Process):
 
     def _Popen(self, process_obj: Any) -> Any:  # type: ignore[override]  # noqa: N802
         """multiprocessing's hook: launch with this process's own start method."""
-        ctx: Any = multiprocessing.get_context(self._mp_method)
+        ctx: Any = multiprocessing.get_context(self._start_method)
         return ctx.Process._Popen(process_obj)
 
     def wait_ready(self, timeout: float | None = 10.0) -> list[str]:

@@ -1,9 +1,11 @@
-"""Time units: pollframe speaks seconds, libzmq speaks milliseconds.
+"""Units and the shared size default: pollframe speaks seconds and bytes.
 
 Every time in pollframe's API is a float number of seconds, as in
 ``time.monotonic`` and asyncio. libzmq's options (``LINGER``,
 ``HEARTBEAT_*``) and ``zmq_poll`` take whole milliseconds; :func:`to_ms`
 converts at that one boundary, so no public call ever takes milliseconds.
+Sizes are bytes; :data:`MAX_MSG_SIZE` is the one default limit that the
+process tier (libzmq's ``MAXMSGSIZE``) and the message tier share.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-__all__ = ["FOREVER", "to_ms"]
+__all__ = ["FOREVER", "MAX_MSG_SIZE", "to_ms"]
+
+#: The largest message (ZmqProcess streams) and JSON frame (MessageHandler) accepted by default: 1 MiB.
+MAX_MSG_SIZE = 1 << 20
 
 #: libzmq's "no limit" for a linger or a poll timeout.
 FOREVER = -1

@@ -12,9 +12,10 @@ import pytest
 import zmq
 
 from pollframe.errors import BadArguments
-from pollframe.handler import MAX_SIZE, MessageHandler, message
+from pollframe.handler import MessageHandler, message
 from pollframe.stream import Stream
 from pollframe.testing import FakeStream, run_until
+from pollframe.units import MAX_MSG_SIZE as MAX_SIZE
 
 
 class Pong(MessageHandler):

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, List, Optional, Sequence, Tuple
 
-from pollframe.testing.sockets import TimedSocket, preview
+from pollframe.errors import shorten
+from pollframe.testing.sockets import PREVIEW_LIMIT, TimedSocket
 
 __all__ = ["Conversation"]
 
@@ -72,11 +73,12 @@ class Conversation:
             got = json.loads(frames[self.json_frame])
         except (IndexError, ValueError):
             self.transcript.append(("<-", frames))
-            raise AssertionError(self._failure(expected, f"frames {preview(frames)}, whose frame "
+            shown = shorten(frames, PREVIEW_LIMIT)
+            raise AssertionError(self._failure(expected, f"frames {shown}, whose frame "
                                                          f"{self.json_frame} is not JSON")) from None
         self.transcript.append(("<-", got))
         if _normalized(expected) != got:
-            raise AssertionError(self._failure(expected, preview(got, 400)))
+            raise AssertionError(self._failure(expected, shorten(got, 400)))
         return got
 
     def ask(self, request: Any, expected: Any, *, timeout: Optional[float] = None) -> Any:
@@ -94,15 +96,15 @@ class Conversation:
         return timeout if timeout is not None else self.timeout
 
     def _expecting(self, expected: Any) -> str:
-        return f"{preview(expected)}\n{self._story()}"
+        return f"{shorten(expected, PREVIEW_LIMIT)}\n{self._story()}"
 
     def _failure(self, expected: Any, got: str) -> str:
-        return (f"{self.sock.describe()}:\n  expected {preview(expected, 400)}\n  got      {got}\n"
+        return (f"{self.sock.describe()}:\n  expected {shorten(expected, 400)}\n  got      {got}\n"
                 f"{self._story()}")
 
     def _story(self) -> str:
         steps = self.transcript[-TRANSCRIPT_TAIL:]
-        lines = [f"  {arrow} {preview(message)}" for arrow, message in steps]
+        lines = [f"  {arrow} {shorten(message, PREVIEW_LIMIT)}" for arrow, message in steps]
         skipped = len(self.transcript) - len(steps)
         head = "conversation so far:"
         if skipped:

@@ -18,6 +18,7 @@ from typing import Any, List, Optional, Sequence
 
 import zmq
 
+from pollframe.errors import shorten
 from pollframe.testing.errors import ContextHang, SocketTimeout
 from pollframe.units import to_ms
 
@@ -35,6 +36,9 @@ DEFAULT_TIMEOUT = 1.0
 #: Longest ipc:// path that fits ``sun_path`` on every platform (104 on macOS, 108 on Linux).
 IPC_PATH_MAX = 100
 
+#: How many characters of a message a failure message quotes.
+PREVIEW_LIMIT = 120
+
 _OWN = frozenset({"socket", "timeout", "endpoints"})
 
 
@@ -43,12 +47,6 @@ def socket_type_name(sock_type: Any) -> str:
         return zmq.SocketType(sock_type).name
     except (ValueError, TypeError):
         return str(sock_type)
-
-
-def preview(value: Any, limit: int = 120) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for failure messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class TimedSocket:
@@ -103,7 +101,7 @@ class TimedSocket:
         frames = self.recv_multipart(timeout, expect=expect)
         if len(frames) != 1:
             raise AssertionError(f"{self.describe()}: expected {expect} in one frame, "
-                                 f"got {len(frames)} frames: {preview(frames)}")
+                                 f"got {len(frames)} frames: {shorten(frames, PREVIEW_LIMIT)}")
         return frames[0]
 
     def recv_string(self, timeout: Optional[float] = None, *, expect: str = "a message",
@@ -120,7 +118,7 @@ class TimedSocket:
             return json.loads(frames[frame])
         except (IndexError, ValueError) as exc:
             raise AssertionError(f"{self.describe()}: expected {expect}, but frame {frame} of "
-                                 f"{preview(frames)} is not JSON ({exc})") from None
+                                 f"{shorten(frames, PREVIEW_LIMIT)} is not JSON ({exc})") from None
 
     def expect_nothing(self, within: float = 0.1) -> None:
         """Fail if a message arrives within ``within`` seconds (the message is left unread)."""
@@ -134,12 +132,15 @@ class TimedSocket:
     def send_multipart(self, frames: Sequence[Any], timeout: Optional[float] = None) -> None:
         """Send ``frames`` as one message; fail if the socket cannot take it within ``timeout``."""
         __tracebackhide__ = True
+        # Failure messages are built only on failure: quoting a large message costs.
         self._wait(zmq.POLLOUT, timeout, lambda t: f"{self.describe()}: could not send "
-                                                   f"{preview(list(frames))} within {t} s{self._send_hint()}")
+                                                   f"{shorten(list(frames), PREVIEW_LIMIT)} "
+                                                   f"within {t} s{self._send_hint()}")
         try:
             self.socket.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
-            raise SocketTimeout(f"{self.describe()}: the socket refused {preview(list(frames))} "
+            shown = shorten(list(frames), PREVIEW_LIMIT)
+            raise SocketTimeout(f"{self.describe()}: the socket refused {shown} "
                                 f"(EAGAIN){self._send_hint()}") from None
 
     def send(self, data: Any, timeout: Optional[float] = None) -> None:
