@@ -450,15 +450,21 @@ def line_of(source: str, needle: str) -> int:
     return next(number for number, line in enumerate(source.splitlines(), 1) if needle in line)
 
 
-@pytest.mark.timeout(60)
-def test_failing_process_tests_report_at_the_tests_own_line_and_leave_no_process(pytester, monkeypatch):
+def run_inner_tests(pytester, monkeypatch, **files: str):
+    """Run the test files ``files`` (name=source) in a pytest subprocess: (result, its basetemp)."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent),
                                                       os.environ.get("PYTHONPATH", "")]))
     pytester.makeconftest(INNER_CONFTEST)
-    pytester.makepyfile(test_user=USER_TESTS)
+    pytester.makepyfile(**files)
     basetemp = pytester.path / "basetemp"
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
                                            f"--basetemp={basetemp}", "-o", "timeout=20")
+    return result, basetemp
+
+
+@pytest.mark.timeout(60)
+def test_failing_process_tests_report_at_the_tests_own_line_and_leave_no_process(pytester, monkeypatch):
+    result, basetemp = run_inner_tests(pytester, monkeypatch, test_user=USER_TESTS)
     result.assert_outcomes(failed=2)
     output = result.stdout.str()
     silent_line = line_of(USER_TESTS, '["pong", [1], {}])')
@@ -502,6 +508,19 @@ def test_passes_and_spares_its_process_the_check(start_process):
 def test_passes_with_two_processes_that_stop_cleanly(start_process, tmp_path_factory):
     pids = [start_process(PingPongPeer()).pid for _ in range(2)]
     (tmp_path_factory.getbasetemp() / "clean.pids").write_text(" ".join(map(str, pids)))
+
+
+class Interrupted(BaseException):
+    """Stands for Ctrl-C arriving while the fixture stops a process."""
+
+
+def interrupted():
+    raise Interrupted()
+
+
+def test_an_interrupted_shutdown_spares_no_other_process(start_process):
+    start_process(PingPongPeer())
+    start_process(PingPongPeer(), stop=interrupted)  # stopped first, and its stop is interrupted
 '''
 
 
@@ -509,14 +528,8 @@ def test_passes_with_two_processes_that_stop_cleanly(start_process, tmp_path_fac
 def test_the_start_process_fixture_stops_every_process_and_checks_exits_only_of_passing_tests(
     pytester, monkeypatch
 ):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent),
-                                                      os.environ.get("PYTHONPATH", "")]))
-    pytester.makeconftest(INNER_CONFTEST)
-    pytester.makepyfile(test_fixture_user=FIXTURE_TESTS)
-    basetemp = pytester.path / "basetemp"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
-                                           f"--basetemp={basetemp}", "-o", "timeout=20")
-    result.assert_outcomes(passed=3, failed=1, errors=1)
+    result, basetemp = run_inner_tests(pytester, monkeypatch, test_fixture_user=FIXTURE_TESTS)
+    result.assert_outcomes(passed=4, failed=1, errors=2)
     result.stdout.fnmatch_lines([
         "*ERROR at teardown of test_passes_but_its_process_must_be_killed*",
         "E*UncleanExit: StubbornPeer (pid *) did not exit cleanly: the harness sent stop then SIGTERM "
@@ -524,3 +537,29 @@ def test_the_start_process_fixture_stops_every_process_and_checks_exits_only_of_
     ])
     assert "ERROR at teardown of test_fails_and_its_process_must_be_killed" not in result.stdout.str()
     assert all(gone(int(pid)) for pid in (basetemp / "clean.pids").read_text().split())
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_an_interrupted_shutdown_spares_no_other_process*",
+        "E*Interrupted*",
+    ])
+    # Each process was stopped by its own test's teardown: the session's safety net found none left.
+    assert "killed left-over process" not in result.stdout.str()
+
+
+DROPPING_TEST = '''\
+from kit_peers import PingPongPeer
+from pollframe.testing.harness import start_process
+
+
+def test_drops_its_process(tmp_path_factory):
+    handle = start_process(PingPongPeer())  # never shut down
+    (tmp_path_factory.getbasetemp() / "dropped.pid").write_text(str(handle.pid))
+'''
+
+
+@pytest.mark.timeout(60)
+def test_a_process_a_test_dropped_without_shutdown_is_killed_at_the_end_of_the_session(pytester, monkeypatch):
+    result, basetemp = run_inner_tests(pytester, monkeypatch, test_dropping=DROPPING_TEST)
+    result.assert_outcomes(passed=1)
+    pid = int((basetemp / "dropped.pid").read_text())
+    result.stdout.fnmatch_lines([f"*killed left-over process(es): PingPongPeer (pid {pid})"])
+    assert gone(pid)

@@ -22,17 +22,18 @@ test (:class:`~pollframe.testing.errors.UncleanExit`), unless
 """
 from __future__ import annotations
 
-import weakref
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Set
 
 from pollframe.process import ZmqProcess
 from pollframe.testing.errors import UncleanExit
 
 __all__ = ["RunningProcess", "kill_leftovers", "running", "start_process"]
 
-#: Processes started by ``running()`` and not yet reaped (a safety net for the plugin).
-_started: "weakref.WeakSet[ZmqProcess]" = weakref.WeakSet()
+#: Processes started by ``running()`` and not yet shut down: the plugin's safety net kills
+#: what is left at the end of the session. Strong references: a process whose handle a
+#: test dropped is exactly one to kill.
+_started: Set[ZmqProcess] = set()
 
 
 class RunningProcess:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
@@ -146,8 +147,9 @@ def start_process(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runn
         return handle
 
     yield start
-    for handle, _ in reversed(started):
-        handle.shutdown()
+    with ExitStack() as shutdowns:  # each one runs, last started first, even if another raised
+        for handle, _ in started:
+            shutdowns.callback(handle.shutdown)
     if not _call_failed(request.node):
         for handle, check_exit in started:
             if check_exit:
