@@ -39,6 +39,7 @@ import zmq
 from zmq.backend import zmq_poll
 
 from pollframe.timers import Timer, TimerQueue
+from pollframe.units import FOREVER, to_ms
 
 __all__ = ["PollLoop", "Timer"]
 
@@ -439,8 +440,8 @@ class PollLoop:
             wait = max(deadline - self.time(), 0.0)
             timeout = wait if timeout is None else min(wait, timeout)
         if timeout is None:
-            return -1
-        return math.ceil(timeout * 1000) if timeout > 0 else 0
+            return FOREVER
+        return to_ms(timeout) if timeout > 0 else 0
 
     def _run_timers(self) -> None:
         timers = self._timers

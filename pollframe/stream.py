@@ -26,6 +26,7 @@ from typing import Any, Callable, Deque, List, Optional, Sequence
 import zmq
 
 from pollframe.loop import PollLoop
+from pollframe.units import to_ms
 
 __all__ = ["Stream", "QueueFull"]
 
@@ -142,7 +143,7 @@ class Stream:
                 self._queue.clear()
         finally:
             self.loop.unregister(self.socket)
-            self.socket.close(linger=None if linger is None else round(linger * 1000))
+            self.socket.close(linger=None if linger is None else to_ms(linger))
 
     @property
     def closed(self) -> bool:
