@@ -46,11 +46,6 @@ class Endpoint:
     port: int | None
     ipv6: bool = False
 
-    @property
-    def random_port(self) -> bool:
-        """True when the OS picks the port at bind time."""
-        return self.url.startswith("tcp://") and self.url.endswith(":" + _RANDOM)
-
 
 def parse_address(addr: object, bind: bool) -> Endpoint:
     """Turn *addr* into an :class:`Endpoint` for binding (or connecting).

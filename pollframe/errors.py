@@ -50,9 +50,6 @@ class DecodeError(MessageError):
     kind = "not_json"
 
 
-NotJSON = DecodeError
-
-
 class BadShape(MessageError):
     """The decoded value is not ``[type, args, kwargs]`` or ``[type, data]``,
     or the message lacks the frame that should hold it."""

@@ -13,7 +13,6 @@ from pollframe.errors import (
     DecodeError,
     EncodeError,
     MessageError,
-    NotJSON,
     shorten,
 )
 
@@ -159,10 +158,6 @@ def test_a_not_json_reason_names_the_position_and_quotes_nothing(codec):
     with pytest.raises(DecodeError) as caught:
         codec.decode(b'["ping", ' + b"x" * 10_000 + b"]")
     assert caught.value.reason == "not JSON: Expecting value at char 9"
-
-
-def test_not_json_is_another_name_for_decode_error():
-    assert NotJSON is DecodeError
 
 
 # -- nesting_exceeds on its own ---------------------------------------------
