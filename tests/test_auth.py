@@ -42,6 +42,9 @@ from pollframe.testing import run_until
 
 pytestmark = pytest.mark.timeout(20)
 
+Configure = Callable[[zmq.Socket[Any]], Any]
+Refused = Callable[..., dict[str, Any]]
+
 HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -156,8 +159,8 @@ def assert_refused_then_friend_served(
     clients: Clients,
     loop: PollLoop,
     server: Server,
-    intruder: Optional[Callable[[zmq.Socket[Any]], Any]],
-    friend: Optional[Callable[[zmq.Socket[Any]], Any]],
+    intruder: Optional[Configure],
+    friend: Optional[Configure],
     intruder_source: Optional[str] = None,
     friend_source: Optional[str] = None,
 ) -> dict[str, Any]:
@@ -170,90 +173,85 @@ def assert_refused_then_friend_served(
     return server.failures[0]
 
 
+def assert_served(clients: Clients, loop: PollLoop, server: Server, client: Configure) -> None:
+    """A client configured by ``client`` gets its message to the server."""
+    clients.send(server.endpoint, b"hello", client)
+    run_until(loop, lambda: bool(server.received))
+    assert server.received == [[b"hello"]]
+
+
+def curve_client_of(secret: bytes, server_public: bytes) -> Configure:
+    """Configures a socket as a CURVE client with ``secret``, trusting ``server_public``."""
+    return lambda sock: curve_client(sock, secret, server_public)
+
+
+@pytest.fixture
+def friend(server_keys: tuple[bytes, bytes], friend_keys: tuple[bytes, bytes]) -> Configure:
+    """A CURVE client with the allowed key pair."""
+    return curve_client_of(friend_keys[1], server_keys[0])
+
+
+@pytest.fixture
+def stranger(server_keys: tuple[bytes, bytes]) -> Configure:
+    """A CURVE client with a key pair no one allowed."""
+    return curve_client_of(zmq.curve_keypair()[1], server_keys[0])
+
+
+@pytest.fixture
+def refused(clients: Clients, loop: PollLoop, curve_srv: Server, friend: Configure) -> Refused:
+    """``refused(intruder, ...)``: the intruder is refused by ``curve_srv``, then the friend served alone.
+
+    Returns the intruder's handshake-failure event.
+    """
+
+    def check(
+        intruder: Optional[Configure],
+        *,
+        intruder_source: Optional[str] = None,
+        friend_source: Optional[str] = None,
+    ) -> dict[str, Any]:
+        return assert_refused_then_friend_served(
+            clients, loop, curve_srv, intruder, friend, intruder_source, friend_source
+        )
+
+    return check
+
+
 # ---------------------------------------------------------------------------
 # Who gets in
 
 
 def test_a_client_with_an_allowed_key_is_served(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
+    clients: Clients, loop: PollLoop, curve_srv: Server, friend: Configure
 ) -> None:
-    clients.send(curve_srv.endpoint, b"hello", lambda s: curve_client(s, friend_keys[1], server_keys[0]))
-    run_until(loop, lambda: bool(curve_srv.received))
-    assert curve_srv.received == [[b"hello"]]
+    assert_served(clients, loop, curve_srv, friend)
     assert curve_srv.failures == []
 
 
-def test_a_client_with_an_unknown_key_is_refused_by_zap(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
-) -> None:
-    stranger_secret = zmq.curve_keypair()[1]
-    failure = assert_refused_then_friend_served(
-        clients,
-        loop,
-        curve_srv,
-        lambda s: curve_client(s, stranger_secret, server_keys[0]),
-        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
-    )
+def test_a_client_with_an_unknown_key_is_refused_by_zap(refused: Refused, stranger: Configure) -> None:
+    failure = refused(stranger)
     assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
     assert failure["value"] == 400
 
 
 def test_a_curve_client_without_a_key_pair_of_its_own_is_refused(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
+    refused: Refused, server_keys: tuple[bytes, bytes]
 ) -> None:
     def server_key_only(sock: zmq.Socket[Any]) -> None:
         sock.curve_serverkey = server_keys[0]
 
-    failure = assert_refused_then_friend_served(
-        clients,
-        loop,
-        curve_srv,
-        server_key_only,
-        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
-    )
-    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    assert refused(server_key_only)["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
 
-def test_a_plain_null_client_is_refused(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
-) -> None:
-    failure = assert_refused_then_friend_served(
-        clients, loop, curve_srv, None, lambda s: curve_client(s, friend_keys[1], server_keys[0])
-    )
-    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+def test_a_plain_null_client_is_refused(refused: Refused) -> None:
+    assert refused(None)["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
 
 def test_a_client_that_trusts_another_server_key_is_refused_even_with_an_allowed_key(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
+    refused: Refused, friend_keys: tuple[bytes, bytes]
 ) -> None:
     other_server_public = zmq.curve_keypair()[0]
-    failure = assert_refused_then_friend_served(
-        clients,
-        loop,
-        curve_srv,
-        lambda s: curve_client(s, friend_keys[1], other_server_public),
-        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
-    )
+    failure = refused(curve_client_of(friend_keys[1], other_server_public))
     assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
 
@@ -276,68 +274,28 @@ needs_second_loopback = pytest.mark.skipif(
 
 
 @needs_second_loopback
-def test_a_denied_ip_is_refused_while_other_ips_are_served(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
+@pytest.mark.parametrize(
+    "listing, address",
+    [(LoopAuthenticator.deny, "127.0.0.2"), (LoopAuthenticator.allow, "127.0.0.1")],
+    ids=["deny-the-intruders-ip", "allow-only-the-friends-ip"],
+)
+def test_an_ip_list_refuses_the_intruders_address_while_the_friends_is_served(
+    refused: Refused,
     auth: LoopAuthenticator,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
+    friend: Configure,
+    listing: Callable[[LoopAuthenticator, str], Any],
+    address: str,
 ) -> None:
-    auth.deny("127.0.0.2")
-    friend = lambda s: curve_client(s, friend_keys[1], server_keys[0])  # noqa: E731
-    failure = assert_refused_then_friend_served(
-        clients,
-        loop,
-        curve_srv,
-        friend,
-        friend,
-        intruder_source="127.0.0.2",
-        friend_source="127.0.0.1",
-    )
-    assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
-
-
-@needs_second_loopback
-def test_an_allow_list_admits_its_ips_and_refuses_the_rest(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    auth: LoopAuthenticator,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
-) -> None:
-    auth.allow("127.0.0.1")
-    friend = lambda s: curve_client(s, friend_keys[1], server_keys[0])  # noqa: E731
-    failure = assert_refused_then_friend_served(
-        clients,
-        loop,
-        curve_srv,
-        friend,
-        friend,
-        intruder_source="127.0.0.2",
-        friend_source="127.0.0.1",
-    )
+    listing(auth, address)
+    failure = refused(friend, intruder_source="127.0.0.2", friend_source="127.0.0.1")  # same keys
     assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
 def test_an_allowed_ip_still_needs_an_allowed_key(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    auth: LoopAuthenticator,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
+    refused: Refused, auth: LoopAuthenticator, stranger: Configure
 ) -> None:
     auth.allow("127.0.0.1")
-    stranger_secret = zmq.curve_keypair()[1]
-    assert_refused_then_friend_served(
-        clients,
-        loop,
-        curve_srv,
-        lambda s: curve_client(s, stranger_secret, server_keys[0]),
-        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
-    )
+    refused(stranger)
 
 
 @needs_second_loopback
@@ -356,58 +314,49 @@ def test_require_zap_applies_the_ip_lists_to_a_null_server(
 # Never a CURVE server without a ZAP handler
 
 
+@pytest.fixture
+def sock(ctx: zmq.Context[Any]) -> Iterator[zmq.Socket[Any]]:
+    """A PULL socket, neither bound nor connected, closed at teardown."""
+    made = ctx.socket(zmq.PULL)
+    yield made
+    made.close(linger=0)
+
+
 def test_curve_server_refuses_without_a_running_authenticator(
-    ctx: zmq.Context[Any], server_keys: tuple[bytes, bytes]
+    sock: zmq.Socket[Any], server_keys: tuple[bytes, bytes]
 ) -> None:
-    sock = ctx.socket(zmq.PULL)
-    try:
-        with pytest.raises(AuthError, match="no LoopAuthenticator"):
-            curve_server(sock, server_keys[1])
-        assert sock.mechanism == zmq.NULL
-        assert sock.curve_server == 0
-    finally:
-        sock.close(linger=0)
+    with pytest.raises(AuthError, match="no LoopAuthenticator"):
+        curve_server(sock, server_keys[1])
+    assert sock.mechanism == zmq.NULL
+    assert sock.curve_server == 0
 
 
 def test_curve_server_refuses_again_once_the_authenticator_stopped(
-    ctx: zmq.Context[Any], auth: LoopAuthenticator, server_keys: tuple[bytes, bytes]
+    ctx: zmq.Context[Any], sock: zmq.Socket[Any], auth: LoopAuthenticator, server_keys: tuple[bytes, bytes]
 ) -> None:
     auth.stop()
     assert running_authenticator(ctx) is None
-    sock = ctx.socket(zmq.PULL)
-    try:
-        with pytest.raises(AuthError):
-            curve_server(sock, server_keys[1])
-        assert sock.mechanism == zmq.NULL
-    finally:
-        sock.close(linger=0)
+    with pytest.raises(AuthError):
+        curve_server(sock, server_keys[1])
+    assert sock.mechanism == zmq.NULL
 
 
 def test_a_curve_server_refuses_even_allowed_clients_after_the_authenticator_stops(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    auth: LoopAuthenticator,
-    server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
+    clients: Clients, loop: PollLoop, curve_srv: Server, auth: LoopAuthenticator, friend: Configure
 ) -> None:
     auth.stop()
-    clients.send(curve_srv.endpoint, b"friend", lambda s: curve_client(s, friend_keys[1], server_keys[0]))
+    clients.send(curve_srv.endpoint, b"friend", friend)
     run_until(loop, lambda: bool(curve_srv.failures))
     assert curve_srv.received == []
 
 
 def test_security_set_after_bind_is_refused(
-    ctx: zmq.Context[Any], auth: LoopAuthenticator, server_keys: tuple[bytes, bytes]
+    sock: zmq.Socket[Any], auth: LoopAuthenticator, server_keys: tuple[bytes, bytes]
 ) -> None:
-    sock = ctx.socket(zmq.PULL)
-    try:
-        sock.bind_to_random_port("tcp://127.0.0.1")
-        with pytest.raises(AuthError, match="before bind"):
-            curve_server(sock, server_keys[1])
-        assert sock.mechanism == zmq.NULL
-    finally:
-        sock.close(linger=0)
+    sock.bind_to_random_port("tcp://127.0.0.1")
+    with pytest.raises(AuthError, match="before bind"):
+        curve_server(sock, server_keys[1])
+    assert sock.mechanism == zmq.NULL
 
 
 def test_apply_curve_makes_a_server_and_a_client_that_talk(
@@ -419,20 +368,14 @@ def test_apply_curve_makes_a_server_and_a_client_that_talk(
     friend_keys: tuple[bytes, bytes],
 ) -> None:
     server = make_server(lambda s: apply_curve(s, server_secret=server_keys[1]))
-    configure = lambda s: apply_curve(s, client_secret=friend_keys[1], server_public=server_keys[0])  # noqa: E731
-    clients.send(server.endpoint, b"hello", configure)
-    run_until(loop, lambda: bool(server.received))
-    assert server.received == [[b"hello"]]
+    assert_served(clients, loop, server,
+                  lambda s: apply_curve(s, client_secret=friend_keys[1], server_public=server_keys[0]))
     assert server.sock.mechanism == zmq.CURVE
 
 
-def test_apply_curve_without_keys_leaves_the_socket_alone(ctx: zmq.Context[Any]) -> None:
-    sock = ctx.socket(zmq.PULL)
-    try:
-        apply_curve(sock)
-        assert sock.mechanism == zmq.NULL
-    finally:
-        sock.close(linger=0)
+def test_apply_curve_without_keys_leaves_the_socket_alone(sock: zmq.Socket[Any]) -> None:
+    apply_curve(sock)
+    assert sock.mechanism == zmq.NULL
 
 
 @pytest.mark.parametrize(
@@ -445,16 +388,12 @@ def test_apply_curve_without_keys_leaves_the_socket_alone(ctx: zmq.Context[Any])
     ],
     ids="+".join,
 )
-def test_apply_curve_refuses_a_mix_of_roles(ctx: zmq.Context[Any], given: tuple[str, ...]) -> None:
+def test_apply_curve_refuses_a_mix_of_roles(sock: zmq.Socket[Any], given: tuple[str, ...]) -> None:
     public, secret = zmq.curve_keypair()
     keys: dict[str, Any] = {name: secret if name.endswith("secret") else public for name in given}
-    sock = ctx.socket(zmq.PULL)
-    try:
-        with pytest.raises(ValueError):
-            apply_curve(sock, **keys)
-        assert sock.mechanism == zmq.NULL
-    finally:
-        sock.close(linger=0)
+    with pytest.raises(ValueError):
+        apply_curve(sock, **keys)
+    assert sock.mechanism == zmq.NULL
 
 
 # ---------------------------------------------------------------------------
@@ -514,9 +453,7 @@ class Provider:
 
 @pytest.mark.parametrize("suspend", [False, True], ids=["raises", "suspends"])
 def test_a_failing_credentials_callback_refuses_with_500_and_zap_keeps_serving(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
+    refused: Refused,
     auth: LoopAuthenticator,
     server_keys: tuple[bytes, bytes],
     friend_keys: tuple[bytes, bytes],
@@ -524,13 +461,7 @@ def test_a_failing_credentials_callback_refuses_with_500_and_zap_keeps_serving(
 ) -> None:
     bad_public, bad_secret = zmq.curve_keypair()
     auth.configure_curve_callback("*", Provider(friend_keys[0], bad_public, suspend))
-    failure = assert_refused_then_friend_served(
-        clients,
-        loop,
-        curve_srv,
-        lambda s: curve_client(s, bad_secret, server_keys[0]),
-        lambda s: curve_client(s, friend_keys[1], server_keys[0]),
-    )
+    failure = refused(curve_client_of(bad_secret, server_keys[0]))
     assert failure["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
     assert failure["value"] == 500
     assert auth.failures >= 1
@@ -545,17 +476,10 @@ def test_curve_allow_any_must_be_asked_for_explicitly(ctx: zmq.Context[Any], loo
 
 
 def test_curve_allow_any_admits_an_unknown_key(
-    clients: Clients,
-    loop: PollLoop,
-    curve_srv: Server,
-    auth: LoopAuthenticator,
-    server_keys: tuple[bytes, bytes],
+    clients: Clients, loop: PollLoop, curve_srv: Server, auth: LoopAuthenticator, stranger: Configure
 ) -> None:
     auth.configure_curve("*", CURVE_ALLOW_ANY)
-    stranger_secret = zmq.curve_keypair()[1]
-    clients.send(curve_srv.endpoint, b"anyone", lambda s: curve_client(s, stranger_secret, server_keys[0]))
-    run_until(loop, lambda: bool(curve_srv.received))
-    assert curve_srv.received == [[b"anyone"]]
+    assert_served(clients, loop, curve_srv, stranger)
 
 
 def test_a_missing_key_directory_is_an_error_not_a_log_line(
@@ -571,18 +495,13 @@ def test_a_server_on_its_own_domain_checks_only_that_domains_keys(
     make_server: Callable[..., Server],
     auth: LoopAuthenticator,
     server_keys: tuple[bytes, bytes],
-    friend_keys: tuple[bytes, bytes],
+    friend: Configure,
 ) -> None:
     db_public, db_secret = zmq.curve_keypair()
     auth.allow_keys(db_public, domain="db")
     server = make_server(lambda s: curve_server(s, server_keys[1], domain="db"))
-    assert_refused_then_friend_served(
-        clients,
-        loop,
-        server,
-        lambda s: curve_client(s, friend_keys[1], server_keys[0]),  # allowed on "*" only
-        lambda s: curve_client(s, db_secret, server_keys[0]),
-    )
+    db_client = curve_client_of(db_secret, server_keys[0])
+    assert_refused_then_friend_served(clients, loop, server, friend, db_client)  # friend: allowed on "*" only
 
 
 # ---------------------------------------------------------------------------
@@ -624,7 +543,12 @@ def test_create_keypair_never_overwrites_a_key(tmp_path: Any) -> None:
 
 
 def test_clients_whose_public_key_file_is_in_the_directory_are_served(
-    clients: Clients, ctx: zmq.Context[Any], loop: PollLoop, tmp_path: Any, server_keys: tuple[bytes, bytes]
+    clients: Clients,
+    ctx: zmq.Context[Any],
+    loop: PollLoop,
+    tmp_path: Any,
+    server_keys: tuple[bytes, bytes],
+    stranger: Configure,
 ) -> None:
     _, client_secret_file = create_keypair(tmp_path / "clients", "alice")
     with LoopAuthenticator(ctx, loop) as auth:
@@ -632,13 +556,8 @@ def test_clients_whose_public_key_file_is_in_the_directory_are_served(
         server = Server(ctx, loop, lambda s: curve_server(s, server_keys[1]))
         try:
             _, alice_secret = load_keypair(client_secret_file)
-            stranger_secret = zmq.curve_keypair()[1]
             assert_refused_then_friend_served(
-                clients,
-                loop,
-                server,
-                lambda s: curve_client(s, stranger_secret, server_keys[0]),
-                lambda s: curve_client(s, alice_secret, server_keys[0]),
+                clients, loop, server, stranger, curve_client_of(alice_secret, server_keys[0])
             )
         finally:
             loop.unregister(server.monitor)
@@ -655,6 +574,4 @@ def test_raw_32_byte_keys_work_like_z85_keys(
     raw_secret = z85.decode(friend_keys[1])
     raw_server = z85.decode(server_keys[0])
     assert len(raw_secret) == 32
-    clients.send(curve_srv.endpoint, b"raw", lambda s: curve_client(s, raw_secret, raw_server))
-    run_until(loop, lambda: bool(curve_srv.received))
-    assert curve_srv.received == [[b"raw"]]
+    assert_served(clients, loop, curve_srv, curve_client_of(raw_secret, raw_server))

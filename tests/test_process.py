@@ -142,20 +142,29 @@ def test_the_child_stops_when_the_parent_end_of_its_control_pipe_closes(pong):
 # ------------------------------------------------------------ wait_ready and start-up
 
 
-def test_a_child_whose_parent_is_gone_before_it_is_ready_exits_0_without_a_traceback(tmp_path):
+@pytest.fixture
+def gated(tmp_path):
+    """A started fork child whose setup() waits for ``gate.set()``: (process, gate).
+
+    The harness cannot start it (it waits for ready once and stops a child
+    that is not); the fixture opens the gate and shuts it down however the test ends.
+    """
     gate = multiprocessing.get_context("fork").Event()
     proc = GatedSetupProc(gate, mp_context="fork")
     proc.stderr_path = str(tmp_path / "stderr")
     proc.start()
-    try:
-        proc._control.close()  # what the kernel does to the pipe when the parent dies
-        gate.set()  # setup() ends; the child's ready message finds no reader
-        proc.join(timeout=5)
-        assert proc.exitcode == 0
-        assert "Traceback" not in (tmp_path / "stderr").read_text()
-    finally:
-        gate.set()
-        proc.shutdown()
+    yield proc, gate
+    gate.set()
+    proc.shutdown()
+
+
+def test_a_child_whose_parent_is_gone_before_it_is_ready_exits_0_without_a_traceback(gated, tmp_path):
+    proc, gate = gated
+    proc._control.close()  # what the kernel does to the pipe when the parent dies
+    gate.set()  # setup() ends; the child's ready message finds no reader
+    proc.join(timeout=5)
+    assert proc.exitcode == 0
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
 
 
 def test_wait_ready_returns_every_endpoint_the_child_bound(start_process, method, ipc_endpoint):
@@ -205,21 +214,12 @@ def test_a_child_that_dies_before_it_is_ready_is_reported_with_its_exit_code(sta
         start_process(DiesInSetupProc(mp_context=method))
 
 
-def test_wait_ready_times_out_when_setup_does_not_finish(tmp_path):
-    # wait_ready() is called twice on one child here, so the harness (which calls it once and
-    # stops a child that is not ready) cannot start this one; shutdown() stops it however the test ends.
-    gate = multiprocessing.get_context("fork").Event()
-    proc = GatedSetupProc(gate, mp_context="fork")
-    proc.stderr_path = str(tmp_path / "stderr")
-    proc.start()
-    try:
-        with pytest.raises(ReadyTimeout):
-            proc.wait_ready(timeout=0.1)
-        gate.set()
-        assert proc.wait_ready(timeout=10) == []
-    finally:
-        gate.set()
-        proc.shutdown(timeout=1.0)
+def test_wait_ready_times_out_when_setup_does_not_finish(gated):
+    proc, gate = gated
+    with pytest.raises(ReadyTimeout):
+        proc.wait_ready(timeout=0.1)
+    gate.set()
+    assert proc.wait_ready(timeout=10) == []
 
 
 @pytest.fixture

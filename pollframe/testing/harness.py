@@ -23,7 +23,7 @@ test (:class:`~pollframe.testing.errors.UncleanExit`), unless
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, Set
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 from pollframe.process import ZmqProcess
 from pollframe.testing.errors import UncleanExit
@@ -40,14 +40,9 @@ class RunningProcess:
     """A process started by :func:`running`: its endpoints now, how it ended later."""
 
     def __init__(
-        self,
-        process: ZmqProcess,
-        *,
-        stop: Optional[Callable[[], Any]],
-        stop_timeout: float,
-        term_timeout: float,
-        kill_timeout: float,
+        self, process: ZmqProcess, *, stop: Optional[Callable[[], Any]], timeouts: Tuple[float, float, float]
     ) -> None:
+        """Made by :func:`start_process`: ``timeouts`` are its stop, term and kill timeouts."""
         self.process = process
         #: Endpoints the process bound, in the order of its ``stream(..., bind=True)`` calls.
         self.endpoints: List[str] = []
@@ -56,7 +51,7 @@ class RunningProcess:
         #: Why the stop request failed, if it did (e.g. the stop message got no reply).
         self.stop_error: Optional[BaseException] = None
         self._stop = stop
-        self._timeouts = (stop_timeout, term_timeout, kill_timeout)
+        self._timeouts = timeouts
         self._done = False
 
     @property
@@ -131,14 +126,18 @@ def start_process(
 ) -> RunningProcess:
     """Start ``process`` and wait until it is ready; the caller must ``shutdown()`` the result.
 
-    If it does not get ready (its ``setup()`` failed, it died, or
-    ``ready_timeout`` passed) it is shut down before the error is raised.
-    :func:`running` and the ``start_process`` fixture wrap this with the
-    shutdown guaranteed.
+    ``ready_timeout`` bounds the wait for ``setup()``. ``stop`` replaces
+    ``process.stop()`` as the first, polite step of the shutdown (a
+    callable with no arguments, e.g. one that sends the stop message and
+    reads its reply; it must not block without a deadline); each step then
+    waits up to its timeout in seconds. If the process does not get ready
+    (its ``setup()`` failed, it died, or ``ready_timeout`` passed) it is
+    shut down before the error is raised. :func:`running` and the
+    ``start_process`` fixture take the same options and guarantee the
+    shutdown.
     """
     __tracebackhide__ = True
-    handle = RunningProcess(process, stop=stop, stop_timeout=stop_timeout, term_timeout=term_timeout,
-                            kill_timeout=kill_timeout)
+    handle = RunningProcess(process, stop=stop, timeouts=(stop_timeout, term_timeout, kill_timeout))
     process.start()
     _started.add(process)
     try:
@@ -150,27 +149,16 @@ def start_process(
 
 
 @contextmanager
-def running(
-    process: ZmqProcess,
-    *,
-    ready_timeout: float = 10.0,
-    stop: Optional[Callable[[], Any]] = None,
-    stop_timeout: float = 2.0,
-    term_timeout: float = 1.0,
-    kill_timeout: float = 5.0,
-    check_exit: bool = True,
-) -> Iterator[RunningProcess]:
+def running(process: ZmqProcess, *, check_exit: bool = True, **options: Any) -> Iterator[RunningProcess]:
     """Start ``process``, wait until it is ready, yield a :class:`RunningProcess`, then stop it.
 
-    ``stop`` replaces ``process.stop()`` as the first, polite step (a
-    callable with no arguments, e.g. one that sends the stop message and
-    reads its reply; it must not block without a deadline). Each step
-    waits up to its timeout in seconds. The process is gone when the block
-    is left, whatever happened in it.
+    ``options`` are those of :func:`start_process` (``ready_timeout``,
+    ``stop``, ``stop_timeout``, ``term_timeout``, ``kill_timeout``). The
+    process is gone when the block is left, whatever happened in it; if
+    the block succeeded, an unclean exit fails it unless ``check_exit=False``.
     """
     __tracebackhide__ = True
-    handle = start_process(process, ready_timeout=ready_timeout, stop=stop, stop_timeout=stop_timeout,
-                           term_timeout=term_timeout, kill_timeout=kill_timeout)
+    handle = start_process(process, **options)
     try:
         yield handle
     except BaseException:

@@ -60,12 +60,17 @@ def zmq_context() -> Iterator[zmq.Context[Any]]:
     terminate_context(context, CONTEXT_TERM_TIMEOUT)
 
 
+def _closed_at_teardown(loop: PollLoop) -> Iterator[PollLoop]:
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
 @pytest.fixture
 def poll_loop() -> Iterator[PollLoop]:
     """A fresh PollLoop, closed at teardown."""
-    loop = PollLoop()
-    yield loop
-    loop.close()
+    yield from _closed_at_teardown(PollLoop())
 
 
 @pytest.fixture
@@ -77,9 +82,7 @@ def fake_clock() -> FakeClock:
 @pytest.fixture
 def clocked_loop(fake_clock: FakeClock) -> Iterator[PollLoop]:
     """A PollLoop on ``fake_clock``: drive its timers with ``run_for`` or ``advance`` + ``run_once(0)``."""
-    loop = PollLoop(clock=fake_clock)
-    yield loop
-    loop.close()
+    yield from _closed_at_teardown(PollLoop(clock=fake_clock))
 
 
 @pytest.fixture
