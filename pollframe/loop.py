@@ -6,8 +6,9 @@ A pass of the loop has three phases: compute how long to poll (zero when
 callbacks are waiting, else until the nearest timer), poll every registered
 socket and file descriptor, then run what is ready — I/O handlers first,
 then due timers, then the callbacks that were queued before the pass began.
-Anything scheduled during a pass runs in a later pass, so a callback that
-reschedules itself cannot starve I/O.
+A callback queued with ``call_soon`` during a pass, and a timer made by a
+timer callback, run in a later pass, so a callback that reschedules itself
+cannot starve I/O.
 
 Reading drains: on ``POLLIN`` a socket is read with ``NOBLOCK`` until
 ``EAGAIN`` or ``max_drain`` messages, so one poll pays for many messages and
