@@ -74,9 +74,6 @@ class Stream:
         self._recv_callback = callback
         self._install()
 
-    def receiving(self) -> bool:
-        return self._recv_callback is not None
-
     # --------------------------------------------------------------- sending
 
     def send_multipart(self, frames: Sequence[Any]) -> None:

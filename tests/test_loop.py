@@ -488,3 +488,15 @@ def test_a_subclass_may_supply_its_own_clock_by_overriding_time():
         assert timer.when == 101.0
     finally:
         loop.close()
+
+
+def test_a_signal_handler_runs_as_a_loop_callback_and_can_be_removed(loop):
+    seen = []
+    previous = loop.add_signal_handler(signal.SIGUSR1, seen.append, "usr1")
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        run_until(loop, lambda: seen)
+        assert seen == ["usr1"]
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1, previous)
+    assert signal.getsignal(signal.SIGUSR1) is previous
