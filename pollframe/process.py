@@ -36,7 +36,7 @@ import os
 import multiprocessing.connection
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 import zmq
@@ -54,6 +54,9 @@ log = logging.getLogger("pollframe")
 _STOP = "stop"
 _READY = "ready"
 _FAILED = "failed"
+
+#: Socket types that never send application messages: nothing to linger for at close.
+_RECEIVE_ONLY = frozenset({zmq.SUB, zmq.PULL})
 
 
 class ProcessNotReady(RuntimeError):
@@ -83,6 +86,8 @@ class ZmqProcess(multiprocessing.Process):
     max_msg_size: int = MAX_MSG_SIZE
     #: Signals that stop the loop cleanly (exit code 0).
     stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+    #: The loop :meth:`setup` makes: :class:`~pollframe.loop.PollLoop`, ``EpollLoop`` or a subclass.
+    loop_class: type[PollLoop] = PollLoop
 
     def __init__(
         self,
@@ -275,7 +280,7 @@ class ZmqProcess(multiprocessing.Process):
     def setup(self) -> None:
         """Create :attr:`context` and :attr:`loop`; extend it to make your streams."""
         self.context = zmq.Context()
-        self.loop = PollLoop()
+        self.loop = self.loop_class()
 
     def run(self) -> None:
         """Set up, run the loop until stopped, and always clean up.
@@ -367,7 +372,7 @@ class ZmqProcess(multiprocessing.Process):
         addr: str | tuple[str, int | str | None],
         bind: bool,
         callback: Callable[[list[bytes]], Any] | None = None,
-        subscribe: bytes | str = b"",
+        subscribe: bytes | str | Iterable[bytes | str] = b"",
         *,
         linger: float | None = None,
         max_msg_size: int | None = None,
@@ -385,10 +390,18 @@ class ZmqProcess(multiprocessing.Process):
         a random free port) or a ``tcp://``, ``ipc://`` or ``inproc://``
         endpoint; a bad one raises :class:`ValueError` naming it. Returns
         ``(stream, port)``: the TCP port bound or connected to, ``None``
-        for ``ipc`` and ``inproc``. A SUB socket subscribes to ``subscribe``.
+        for ``ipc`` and ``inproc``. A SUB socket subscribes to ``subscribe``:
+        one prefix, or a list of them (an empty list subscribes to nothing).
+        A ROUTER gets ``ROUTER_MANDATORY``, so that every message it cannot
+        deliver is counted in :attr:`Stream.dropped <pollframe.stream.Stream.dropped>`
+        (the peer's pipe is full) or ``unroutable`` (the peer is gone)
+        instead of vanishing; ``sockopts={zmq.ROUTER_MANDATORY: 0}`` turns
+        that off. A stream that is closed is forgotten by the process.
 
         Options (times in seconds, applied before bind/connect):
-        ``linger`` (default :attr:`linger`); ``max_msg_size`` in bytes
+        ``linger`` (default :attr:`linger`, but 0 for SUB and PULL, which
+        never send application messages: nothing is lost by not waiting);
+        ``max_msg_size`` in bytes
         (default :attr:`max_msg_size`, -1 for none; larger messages drop the
         connection); ``heartbeat`` enables ZMTP heartbeats every so many
         seconds, a peer silent for ``heartbeat_timeout`` (libzmq's default:
@@ -402,24 +415,31 @@ class ZmqProcess(multiprocessing.Process):
         if self.context is None or self.loop is None:
             raise RuntimeError("stream() needs setup() to have run (call super().setup() first)")
         endpoint = parse_address(addr, bind)  # before the socket exists: nothing to leak
+        prefixes = _prefixes(subscribe) if sock_type == zmq.SUB else []
+        if linger is None:
+            linger = 0 if sock_type in _RECEIVE_ONLY else self.linger
         sock = self.context.socket(sock_type)
         try:
-            sock.linger = to_ms(self.linger if linger is None else linger)
+            sock.linger = to_ms(linger)
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_msg_size if max_msg_size is None else max_msg_size)
             if endpoint.ipv6:
                 sock.ipv6 = True
+            if sock_type == zmq.ROUTER:
+                sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             _set_heartbeat(sock, heartbeat, heartbeat_timeout, heartbeat_ttl)
             _set_curve(sock, curve_secret_key, curve_server_key)
             for option, value in (sockopts or {}).items():
                 sock.setsockopt(option, value)
-            if sock_type == zmq.SUB:
-                prefix = subscribe.encode() if isinstance(subscribe, str) else subscribe
+            for prefix in prefixes:
                 sock.setsockopt(zmq.SUBSCRIBE, prefix)
             port = self._bind_or_connect(sock, endpoint.url, endpoint.port, bind)
         except BaseException:
             sock.close(linger=0)
             raise
         stream = Stream(sock, self.loop, max_queue=max_queue)
+        # Forget the streams closed since the last call: a process that reconnects
+        # by closing and remaking a stream must not hold every one it ever made.
+        self._streams = [kept for kept in self._streams if not kept.closed]
         self._streams.append(stream)
         if callback is not None:
             stream.on_recv(callback)
@@ -490,6 +510,18 @@ def _set_curve(
         auth.curve_server(sock, secret_key)
     else:
         auth.curve_client(sock, secret_key, server_key)
+
+
+def _prefixes(subscribe: bytes | str | Iterable[bytes | str]) -> list[bytes]:
+    """The SUB prefixes as bytes: one prefix (bytes or str) or an iterable of them."""
+    if isinstance(subscribe, (bytes, str)):
+        subscribe = [subscribe]
+    prefixes = []
+    for prefix in subscribe:
+        if not isinstance(prefix, (bytes, str)):
+            raise TypeError(f"a subscription prefix is bytes or str, not {type(prefix).__name__}")
+        prefixes.append(prefix.encode() if isinstance(prefix, str) else prefix)
+    return prefixes
 
 
 def _send(control: multiprocessing.connection.Connection, kind: str, payload: Any) -> None:

@@ -25,6 +25,7 @@ from helper_procs import (
     StopsItself,
 )
 
+from pollframe.loop import PollLoop
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
 from pollframe.testing import Conversation, run_until, running
 
@@ -509,3 +510,115 @@ def test_stop_from_another_thread_ends_an_in_process_run():
     finally:
         stopper.join()
     assert proc.loop.closed
+
+
+# ------------------------------------------------------------ stream() defaults that keep nothing hidden
+
+
+def test_a_process_runs_on_its_loop_class(local):
+    from pollframe.epoll import EpollLoop
+
+    class Counting(PollLoop):
+        made = 0
+
+        def __init__(self) -> None:
+            super().__init__()
+            Counting.made += 1
+
+    for loop_class in (EpollLoop, Counting):
+        proc = type("Proc", (ZmqProcess,), {"loop_class": loop_class})()
+        proc.setup()
+        try:
+            assert type(proc.loop) is loop_class
+        finally:
+            proc.teardown()
+    assert Counting.made == 1
+    assert type(local.loop) is PollLoop  # the default
+
+
+def test_sub_and_pull_streams_close_with_linger_0_and_the_others_keep_the_class_linger(local):
+    lingers = {
+        sock_type: local.stream(sock_type, f"inproc://linger-{int(sock_type)}", bind=True)[0].socket.linger
+        for sock_type in (zmq.SUB, zmq.PULL, zmq.PUSH, zmq.PUB, zmq.DEALER)
+    }
+    assert lingers == {zmq.SUB: 0, zmq.PULL: 0, zmq.PUSH: 500, zmq.PUB: 500, zmq.DEALER: 500}
+    assert local.stream(zmq.PULL, "inproc://own", bind=True, linger=2)[0].socket.linger == 2000
+
+
+def test_a_closed_stream_is_forgotten_by_the_process(local, make_socket):
+    import gc
+    import weakref
+
+    server = make_socket(zmq.PULL, timeout=REPLY_TIMEOUT)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    closed = []
+    for _ in range(1000):  # a client that reconnects by remaking its stream
+        stream, _ = local.stream(zmq.PUSH, ("127.0.0.1", port), bind=False, linger=0)
+        if closed:
+            closed[-1]().close()
+        closed.append(weakref.ref(stream))
+        del stream
+    gc.collect()
+    assert [ref() for ref in closed[:-2]] == [None] * 998  # the last one live, the one before held until the next
+    assert len(local._streams) == 2
+
+
+def test_a_router_stream_counts_every_message_it_cannot_deliver_to_a_reading_dealer(local, ctx):
+    router, port = local.stream(zmq.ROUTER, "127.0.0.1", bind=True)
+    hello: list = []
+    router.on_recv(hello.append)
+    total, delivered, done = 20_000, [0], threading.Event()
+
+    def read() -> None:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.routing_id = b"reader"
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send(b"hello")
+        try:
+            while not done.is_set():
+                if dealer.poll(50):
+                    dealer.recv()
+                    delivered[0] += 1
+        finally:
+            dealer.close(linger=0)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        run_until(local.loop, lambda: hello, timeout=REPLY_TIMEOUT, what="the dealer's hello")
+        for n in range(total):
+            router.send_multipart([b"reader", b"%0999d" % n])
+        lost = router.dropped + router.unroutable
+        run_until(local.loop, lambda: delivered[0] >= total - lost, timeout=REPLY_TIMEOUT,
+                  what=f"{total - lost} messages at the dealer (dropped {router.dropped})")
+    finally:
+        done.set()
+        reader.join(REPLY_TIMEOUT)
+    print(f"reliability: ROUTER burst of {total}: {delivered[0]} delivered, {router.dropped} dropped, "
+          f"{router.unroutable} unroutable")
+    assert delivered[0] + router.dropped + router.unroutable == total
+
+
+@pytest.mark.parametrize("mandatory, counted", [(None, 1), (0, 0)], ids=["default", "turned-off"])
+def test_a_router_stream_counts_a_message_for_an_unknown_peer_unless_told_otherwise(local, mandatory, counted):
+    # ROUTER_MANDATORY is write-only in libzmq: its effect is the only way to see it.
+    sockopts = None if mandatory is None else {zmq.ROUTER_MANDATORY: mandatory}
+    router, _ = local.stream(zmq.ROUTER, "inproc://lax", bind=True, sockopts=sockopts)
+    router.send_multipart([b"nobody", b"hello"])
+    assert router.unroutable == counted
+
+
+def test_a_sub_stream_sends_each_of_several_subscriptions(local, make_socket):
+    xpub = make_socket(zmq.XPUB, timeout=REPLY_TIMEOUT)
+    port = xpub.bind_to_random_port("tcp://127.0.0.1")
+    local.stream(zmq.SUB, f"127.0.0.1:{port}", bind=False, subscribe=["news", b"sport", ""])
+    assert sorted(xpub.recv() for _ in range(3)) == [b"\x01", b"\x01news", b"\x01sport"]
+
+
+def test_a_sub_stream_with_no_prefixes_subscribes_to_nothing_and_a_bad_prefix_is_refused(local, make_socket):
+    xpub = make_socket(zmq.XPUB, timeout=0.2)
+    port = xpub.bind_to_random_port("tcp://127.0.0.1")
+    local.stream(zmq.SUB, f"127.0.0.1:{port}", bind=False, subscribe=[])
+    assert xpub.poll(200) == 0
+    with pytest.raises(TypeError, match="prefix is bytes or str, not int"):
+        local.stream(zmq.SUB, f"127.0.0.1:{port}", bind=False, subscribe=[b"ok", 7])
