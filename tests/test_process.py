@@ -559,7 +559,7 @@ def test_a_closed_stream_is_forgotten_by_the_process(local, make_socket):
         closed.append(weakref.ref(stream))
         del stream
     gc.collect()
-    assert [ref() for ref in closed[:-2]] == [None] * 998  # the last one live, the one before held until the next
+    assert [ref() for ref in closed[:-2]] == [None] * 998  # all but the newest two: gone
     assert len(local._streams) == 2
 
 
@@ -600,7 +600,7 @@ def test_a_router_stream_counts_every_message_it_cannot_deliver_to_a_reading_dea
 
 
 @pytest.mark.parametrize("mandatory, counted", [(None, 1), (0, 0)], ids=["default", "turned-off"])
-def test_a_router_stream_counts_a_message_for_an_unknown_peer_unless_told_otherwise(local, mandatory, counted):
+def test_a_router_stream_counts_a_message_for_an_unknown_peer_unless_told_not_to(local, mandatory, counted):
     # ROUTER_MANDATORY is write-only in libzmq: its effect is the only way to see it.
     sockopts = None if mandatory is None else {zmq.ROUTER_MANDATORY: mandatory}
     router, _ = local.stream(zmq.ROUTER, "inproc://lax", bind=True, sockopts=sockopts)
