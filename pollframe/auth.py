@@ -33,27 +33,37 @@ nothing when no key is given.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import stat
 import weakref
-from collections.abc import Coroutine, Iterable
-from typing import Any, Callable, Optional, Protocol, Tuple, Union
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union
 
 import zmq
-from zmq.auth import CURVE_ALLOW_ANY, Authenticator, load_certificate
+from zmq.auth import CURVE_ALLOW_ANY, Authenticator
 from zmq.utils import z85
+
+from pollframe.stream import _worth_logging
 
 __all__ = [
     "CURVE_ALLOW_ANY",
-    "apply_curve",
     "DEFAULT_DOMAIN",
+    "SESSION_PROPERTIES",
     "ZAP_ENDPOINT",
     "AuthError",
+    "KeyFileError",
     "LoopAuthenticator",
+    "SessionGuard",
+    "apply_curve",
     "create_keypair",
     "curve_client",
     "curve_server",
+    "is_loopback",
     "load_keypair",
+    "load_public_keys",
+    "normalise_address",
     "public_key",
     "require_zap",
     "running_authenticator",
@@ -82,6 +92,14 @@ _running: weakref.WeakKeyDictionary[zmq.Context[Any], LoopAuthenticator] = weakr
 
 class AuthError(RuntimeError):
     """Security cannot be set up as asked; the socket was left unchanged."""
+
+
+class KeyFileError(AuthError):
+    """A key file or key directory cannot be used; ``path`` says which."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
 
 
 class _Loop(Protocol):
@@ -175,12 +193,106 @@ def create_keypair(directory: Union[str, os.PathLike[str]], name: str) -> Tuple[
     return public_file, secret_file
 
 
-def load_keypair(secret_file: Union[str, os.PathLike[str]]) -> Tuple[bytes, bytes]:
-    """Read ``(public, secret)`` Z85 keys from a secret certificate file."""
-    public, secret = load_certificate(secret_file)
-    if secret is None:
-        raise ValueError(f"{os.fspath(secret_file)} holds no secret key")
+_Z85_ALPHABET = frozenset(
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+)
+
+
+def _parse_certificate(data: bytes, path: str) -> Tuple[bytes, Optional[bytes]]:
+    """Read ``(public, secret or None)`` from the text of a czmq/pyzmq certificate.
+
+    The same lines pyzmq's ``load_certificate`` reads, but each key is
+    checked: 40 Z85 characters, and a secret key must belong to the public
+    key beside it. A file that is not a certificate raises
+    :class:`KeyFileError` naming *path*.
+    """
+    keys: Dict[bytes, bytes] = {}
+    for line in data.splitlines():
+        line = line.strip()
+        for name in (b"public-key", b"secret-key"):
+            if line.startswith(name) and b"=" in line:
+                keys[name] = line.split(b"=", 1)[1].strip(b" \t'\"")
+    public, secret = keys.get(b"public-key"), keys.get(b"secret-key")
+    if public is None:
+        raise KeyFileError(path, "holds no public-key line")
+    for name, key in ((b"public-key", public), (b"secret-key", secret)):
+        if key is not None and (len(key) != 40 or not _Z85_ALPHABET.issuperset(key)):
+            raise KeyFileError(path, f"its {name.decode()} is not 40 Z85 characters")
+    if secret is not None and zmq.curve_public(secret) != public:
+        raise KeyFileError(path, "its secret-key does not belong to its public-key")
     return public, secret
+
+
+def _read_key_file(
+    path: str, secret: bool, allow_open_permissions: bool = False
+) -> Tuple[bytes, Optional[bytes]]:
+    """Read one certificate file; any failure is a :class:`KeyFileError` naming it.
+
+    A file holding a secret key whose mode lets group or others read or
+    write it is refused, as ssh refuses such a private key; the mode is
+    taken from the open file, so the verdict is about the bytes read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise KeyFileError(path, f"cannot be opened ({exc.strerror or exc})") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(path, "is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(64 * 1024)
+    except OSError as exc:
+        raise KeyFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    public, secret_key = _parse_certificate(data, path)
+    mode = stat.S_IMODE(info.st_mode)
+    if secret and secret_key is not None and mode & 0o077 and not allow_open_permissions:
+        raise KeyFileError(
+            path,
+            f"is a secret key file with mode {mode:04o}: group or others may read it; "
+            "chmod 600 it (or pass allow_open_permissions=True)",
+        )
+    return public, secret_key
+
+
+def load_keypair(
+    secret_file: Union[str, os.PathLike[str]], *, allow_open_permissions: bool = False
+) -> Tuple[bytes, bytes]:
+    """Read ``(public, secret)`` Z85 keys from a secret certificate file.
+
+    Raises :class:`KeyFileError` naming the file when it cannot be read,
+    holds no valid key pair, or its mode lets group or others read or write
+    it (as :func:`create_keypair` never does); ``allow_open_permissions=True``
+    skips only that last check, for a caller that has decided so.
+    """
+    path = os.fspath(secret_file)
+    public, secret = _read_key_file(path, True, allow_open_permissions)
+    if secret is None:
+        raise KeyFileError(path, "holds no secret key")
+    return public, secret
+
+
+def load_public_keys(directory: Union[str, os.PathLike[str]]) -> Dict[bytes, bool]:
+    """Read the public key of every ``*.key`` file in *directory*, all or nothing.
+
+    Returns ``{z85_public_key: True}`` (pyzmq's ``certs`` shape). Any file
+    that cannot be read or parsed (empty, a directory, a dangling link, not
+    a certificate), or a directory that cannot be listed, raises
+    :class:`KeyFileError` naming it: a key set with holes is never returned.
+    """
+    path = os.fspath(directory)
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as exc:
+        raise KeyFileError(path, f"cannot be listed as a key directory ({exc.strerror or exc})") from exc
+    keys: Dict[bytes, bool] = {}
+    for name in names:
+        if name.endswith(".key") and not name.startswith("."):
+            public, _ = _read_key_file(os.path.join(path, name), False)
+            keys[public] = True
+    return keys
 
 
 # --------------------------------------------------------------------------
@@ -193,14 +305,29 @@ class LoopAuthenticator(Authenticator):
     Everything :class:`zmq.auth.Authenticator` offers works as documented
     there (``allow``, ``deny``, ``configure_curve``,
     ``configure_curve_callback``, ``configure_plain``, ``curve_user_id``),
-    with these differences:
+    with these differences, each of which makes a refusal fail closed:
 
-    * ``configure_curve`` needs an explicit *location*: a directory of public
-      key files or :data:`CURVE_ALLOW_ANY` (pyzmq defaults to the current
-      directory), and a missing directory raises instead of being logged.
-    * :meth:`allow_keys` admits public keys held in memory.
+    * CURVE policy is per ZAP domain, and the last call for a domain sets
+      it: ``configure_curve(domain, CURVE_ALLOW_ANY)`` admits any key on
+      that domain only (pyzmq's ``allow_any`` flag, which covers every
+      domain at once, is not used); ``configure_curve(domain, directory)``
+      and :meth:`allow_keys` admit listed keys; ``configure_curve_callback``
+      asks a callback. Configuring one domain never opens or closes another.
+    * ``configure_curve`` needs an explicit *location*. A directory that
+      cannot be listed, or any ``*.key`` file in it that cannot be read or
+      parsed, raises :class:`KeyFileError` naming it, and the domain then
+      **admits nobody** until a reload succeeds: a key whose file was
+      removed is never left admitted because another file was broken.
+    * IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``, as a dual-stack
+      ``[::]`` socket reports IPv4 peers) are read as the IPv4 address, both
+      in ``allow``/``deny`` and in each request.
     * a credentials callback must answer without suspending; one that
       suspends, or raises, gets its client refused with status 500.
+
+    ZAP is asked only when a connection is made. To make a revocation reach
+    connections that are already open, wrap the receive callback in a
+    :class:`SessionGuard` (:meth:`guard`): each message's authenticated
+    identity is then checked against the policy as it is now.
 
     Only one ZAP handler can be bound per context; :meth:`start` raises
     :class:`AuthError` if another one is.
@@ -217,6 +344,9 @@ class LoopAuthenticator(Authenticator):
         self.loop = loop
         self.failures = 0
         """Requests answered with 500 because the handler failed or suspended."""
+        self.generation = 0
+        """Bumped by every policy change; a :class:`SessionGuard` re-checks its peers then."""
+        self._curve_mode: Dict[str, str] = {}  # domain -> _ANY, _KEYS or _CALLBACK
 
     # -- life cycle --------------------------------------------------------
 
@@ -241,6 +371,7 @@ class LoopAuthenticator(Authenticator):
         self.zap_socket = sock
         self.loop.register(sock, self.handle)
         _running[self.context] = self
+        self.generation += 1
 
     def stop(self) -> None:
         """Stop answering; servers made by :func:`curve_server` then refuse
@@ -259,6 +390,7 @@ class LoopAuthenticator(Authenticator):
             pass
         sock.close()
         self.zap_socket = None  # type: ignore[assignment]
+        self.generation += 1  # guards refuse every message from now on
 
     def __enter__(self) -> LoopAuthenticator:
         self.start()
@@ -269,16 +401,40 @@ class LoopAuthenticator(Authenticator):
 
     # -- policy ------------------------------------------------------------
 
+    def allow(self, *addresses: str) -> None:
+        """Admit only these IP addresses (``::ffff:a.b.c.d`` is read as ``a.b.c.d``)."""
+        super().allow(*map(normalise_address, addresses))
+        self.generation += 1
+
+    def deny(self, *addresses: str) -> None:
+        """Refuse these IP addresses (``::ffff:a.b.c.d`` is read as ``a.b.c.d``)."""
+        super().deny(*map(normalise_address, addresses))
+        self.generation += 1
+
     def allow_keys(self, *public_keys: Key, domain: str = DEFAULT_DOMAIN) -> None:
         """Admit CURVE clients with these public keys on *domain*.
 
-        Adds to the keys already configured for *domain*. Like
-        ``configure_curve`` with a directory, this ends CURVE_ALLOW_ANY.
+        Adds to the keys already configured for *domain*; on a domain that
+        admitted any key (or asked a callback) it admits these keys only.
+        Other domains are left as they are.
         """
-        certs = self.certs.setdefault(domain, {})
-        for key in public_keys:
-            certs[z85_key(key)] = True
-        self.allow_any = False
+        keys = [z85_key(key) for key in public_keys]  # all checked before any is added
+        certs = self.certs.get(domain) if self._curve_mode.get(domain) == _KEYS else None
+        certs = {} if certs is None else certs
+        certs.update(dict.fromkeys(keys, True))
+        self._set_curve_policy(domain, _KEYS, certs)
+
+    def revoke_keys(self, *public_keys: Key, domain: str = DEFAULT_DOMAIN) -> None:
+        """Stop admitting these public keys on *domain*.
+
+        New handshakes are refused at once; messages on connections that
+        are already open are refused by a :class:`SessionGuard`.
+        """
+        keys = [z85_key(key) for key in public_keys]
+        certs = self.certs.get(domain, {})
+        for key in keys:
+            certs.pop(key, None)
+        self.generation += 1
 
     def configure_curve(
         self,
@@ -286,16 +442,83 @@ class LoopAuthenticator(Authenticator):
         location: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         """Admit the public keys in the ``*.key`` files of *location*, or any
-        client key if *location* is :data:`CURVE_ALLOW_ANY`.
+        client key on *domain* if *location* is :data:`CURVE_ALLOW_ANY`.
 
-        Replaces the keys of *domain*; call again after changing the files.
-        Note that pyzmq keeps CURVE_ALLOW_ANY for all domains at once.
+        Replaces the policy of *domain* only; call again after changing the
+        files. If the directory or any ``*.key`` file in it cannot be read,
+        raises :class:`KeyFileError` naming it and leaves *domain*
+        admitting nobody (fail closed) until a reload succeeds.
         """
         if location is None:
             raise TypeError("configure_curve needs a key directory or CURVE_ALLOW_ANY")
-        if location != CURVE_ALLOW_ANY and not os.path.isdir(location):
-            raise FileNotFoundError(f"no key directory at {os.fspath(location)!r}")
-        super().configure_curve(domain, location)
+        if location == CURVE_ALLOW_ANY:
+            self._set_curve_policy(domain, _ANY, {})
+            return
+        try:
+            certs = load_public_keys(location)
+        except KeyFileError:
+            self._set_curve_policy(domain, _KEYS, {})
+            self.log.error("CURVE keys of domain %r not loaded; it admits nobody until a good reload", domain)
+            raise
+        self._set_curve_policy(domain, _KEYS, certs)
+
+    def configure_curve_callback(
+        self, domain: str = DEFAULT_DOMAIN, credentials_provider: Any = None
+    ) -> None:
+        """Ask ``credentials_provider.callback(domain, z85_key)`` about each CURVE client on *domain*."""
+        if credentials_provider is None:
+            raise TypeError("configure_curve_callback needs a credentials provider")
+        self.credentials_providers[domain] = credentials_provider
+        self._set_curve_policy(domain, _CALLBACK, {})
+
+    def allows_any(self, domain: str = DEFAULT_DOMAIN) -> bool:
+        """Whether *domain* admits any CURVE client key (:data:`CURVE_ALLOW_ANY`)."""
+        return self._curve_mode.get(domain) == _ANY
+
+    def _set_curve_policy(self, domain: str, mode: str, certs: Dict[bytes, Any]) -> None:
+        self._curve_mode[domain] = mode
+        self.certs[domain] = certs
+        if mode != _CALLBACK:
+            self.credentials_providers.pop(domain, None)
+        self.generation += 1
+
+    # -- decisions ---------------------------------------------------------
+
+    async def _authenticate_curve(self, domain: str, client_key: bytes) -> Tuple[bool, bytes]:
+        """The CURVE verdict of *domain*'s own policy (replaces pyzmq's global one)."""
+        return self.curve_verdict(domain or DEFAULT_DOMAIN, z85.encode(client_key))
+
+    def curve_verdict(self, domain: str, key: bytes) -> Tuple[bool, bytes]:
+        """``(admitted, reason)`` for the Z85 public *key* on *domain*, by the policy as it is now."""
+        mode = self._curve_mode.get(domain)
+        if mode == _ANY:
+            return True, b"OK"
+        if mode == _KEYS:
+            return (True, b"OK") if key in self.certs[domain] else (False, b"Unknown key")
+        if mode == _CALLBACK:
+            answer = self.credentials_providers[domain].callback(domain, key)
+            if isinstance(answer, Coroutine):
+                answer = _run_to_end(answer)
+            return (True, b"OK") if answer else (False, b"Unknown key")
+        return False, b"Unknown domain"
+
+    def address_admitted(self, address: str) -> bool:
+        """Whether the IP allow/deny lists let *address* in."""
+        address = normalise_address(address)
+        if self._allowed:
+            return address in self._allowed
+        return address not in self._denied
+
+    def guard(
+        self,
+        callback: Callable[[list[bytes]], Any],
+        *,
+        domain: str = DEFAULT_DOMAIN,
+        mechanism: str = "CURVE",
+        reply_stream: Any = None,
+    ) -> SessionGuard:
+        """Wrap *callback* so that each message is re-checked (see :class:`SessionGuard`)."""
+        return SessionGuard(self, callback, domain=domain, mechanism=mechanism, reply_stream=reply_stream)
 
     # -- serving -----------------------------------------------------------
 
@@ -308,6 +531,8 @@ class LoopAuthenticator(Authenticator):
         here; EFSM from that send means a reply did go out after all.
         """
         try:
+            if len(frames) > 3:
+                frames[3] = _normalise_address_frame(frames[3])
             outcome = self.handle_zap_message(frames)
             if isinstance(outcome, Coroutine):
                 _run_to_end(outcome)
@@ -324,6 +549,168 @@ class LoopAuthenticator(Authenticator):
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EFSM:
                 raise
+
+
+_ANY, _KEYS, _CALLBACK = "any", "keys", "callback"
+
+
+def normalise_address(address: str) -> str:
+    """Return an IPv4-mapped IPv6 address (``::ffff:10.0.0.1``) as IPv4; others unchanged.
+
+    A dual-stack socket bound to ``[::]`` reports IPv4 peers in the mapped
+    form, which would otherwise slip past IPv4 entries of allow/deny lists.
+    """
+    if "." in address and ":" in address:
+        try:
+            mapped = ipaddress.IPv6Address(address).ipv4_mapped
+        except ValueError:
+            return address
+        if mapped is not None:
+            return str(mapped)
+    return address
+
+
+def _normalise_address_frame(frame: bytes) -> bytes:
+    if b"." in frame and b":" in frame:
+        return normalise_address(frame.decode("ascii", "replace")).encode()
+    return frame
+
+
+def is_loopback(address: Optional[str]) -> bool:
+    """Whether *address* (a message's ``Peer-Address``) is a loopback IP, mapped or not.
+
+    ``None``, ``ipc``/``inproc`` peers and anything that is not an IP
+    address are not loopback: a check that relies on it fails closed.
+    """
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(normalise_address(address)).is_loopback
+    except ValueError:
+        return False
+
+
+SESSION_PROPERTIES = ("User-Id", "Peer-Address")
+"""The message properties a :class:`SessionGuard` needs from the reader."""
+
+_MAX_VERDICTS = 4096  # cached (User-Id, Peer-Address) verdicts; more peers than that start afresh
+_UNSEEN = object()
+
+
+class SessionGuard:
+    """A receive callback that passes a message on only while its sender is still admitted.
+
+    ZAP is asked once, when a connection is made; a key revoked afterwards
+    would keep working on the open connection. The guard closes that gap:
+    a reader made with ``properties=SESSION_PROPERTIES`` calls it as
+    ``guard(frames, props)``, and it checks the identity libzmq attached
+    to the message (``User-Id``, the Z85 public key for CURVE; and
+    ``Peer-Address`` against the IP lists) against the authenticator's
+    policy *as it is now*. An admitted message goes to ``callback(frames)``.
+    A refused one is counted in :attr:`refused`, logged at the 1st, 10th,
+    100th ... refusal, and answered with ``["error", [reason], {}]``
+    through its envelope on ``reply_stream`` (by default the wrapped
+    :class:`~pollframe.handler.MessageHandler`'s, with its codec); without
+    a reply stream (PULL, SUB) it is dropped. The connection itself stays
+    open: libzmq cannot close one peer of a bound socket, so each of its
+    later messages is refused the same way.
+
+    It fails closed: a message without a ``User-Id`` (the socket does not
+    use ZAP), a stopped authenticator, a domain that admits nobody, a
+    credentials callback that raises: all refuse. ``mechanism`` is the
+    socket's: ``"CURVE"`` (keys and IP lists), ``"PLAIN"`` (the user name
+    must still be configured) or ``"NULL"`` (IP lists only). A subclass of
+    :class:`LoopAuthenticator` that overrides ``curve_user_id`` must keep
+    the Z85 key as the User-Id, or CURVE messages are all refused.
+
+    Cost: verdicts are cached per ``(User-Id, Peer-Address)`` until the
+    policy changes (:attr:`LoopAuthenticator.generation`), so an admitted
+    message pays one comparison and one dict lookup here, plus the
+    reader's property look-ups; sockets without a guard pay nothing.
+    """
+
+    properties = SESSION_PROPERTIES
+
+    def __init__(
+        self,
+        auth: LoopAuthenticator,
+        callback: Callable[[list[bytes]], Any],
+        *,
+        domain: str = DEFAULT_DOMAIN,
+        mechanism: str = "CURVE",
+        reply_stream: Any = None,
+    ) -> None:
+        if mechanism not in ("CURVE", "PLAIN", "NULL"):
+            raise ValueError(f"mechanism is 'CURVE', 'PLAIN' or 'NULL', not {mechanism!r}")
+        from pollframe.codec import JsonCodec  # the refusal speaks the message tier's protocol
+
+        self.auth = auth
+        self.callback = callback
+        self.domain = domain
+        self.mechanism = mechanism
+        if reply_stream is None:
+            reply_stream = getattr(callback, "reply_stream", None)
+        self.reply_stream = reply_stream
+        self._codec = getattr(callback, "codec", None) or JsonCodec()
+        self._envelope_end = getattr(callback, "json_load", -1)
+        self.refused = 0
+        """Messages refused because their sender is no longer (or never was) admitted."""
+        self._verdicts: Dict[Tuple[Optional[str], Optional[str]], Optional[str]] = {}
+        self._generation = -1
+
+    def __call__(self, frames: list[bytes], props: Mapping[str, Optional[str]]) -> Any:
+        if self._generation != self.auth.generation:
+            self._verdicts.clear()
+            self._generation = self.auth.generation
+        peer = (props.get("User-Id"), props.get("Peer-Address"))
+        reason = self._verdicts.get(peer, _UNSEEN)
+        if reason is _UNSEEN:
+            reason = self._check(*peer)
+            if len(self._verdicts) >= _MAX_VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[peer] = reason
+        if reason is None:
+            return self.callback(frames)
+        self._refuse(frames, reason)  # type: ignore[arg-type]  # a str: not None, not _UNSEEN
+        return None
+
+    def _check(self, user: Optional[str], address: Optional[str]) -> Optional[str]:
+        """None if the sender is admitted now, else the reason sent back."""
+        auth = self.auth
+        if not auth.running:
+            return "not admitted: the authenticator has stopped"
+        if user is None:
+            return "not admitted: the message carries no authenticated identity"
+        if address is None:
+            if auth._allowed or auth._denied:
+                return "not admitted: the peer address is unknown"
+        elif not auth.address_admitted(address):
+            return "not admitted: address not allowed"
+        if self.mechanism == "CURVE":
+            key = user.encode("ascii", "replace")
+            if len(key) != 40:
+                return "not admitted: no CURVE key"
+            try:
+                admitted, _ = auth.curve_verdict(self.domain, key)
+            except Exception as exc:
+                auth.log.error("credentials callback failed; message refused: %r", exc)
+                return "not admitted: credentials check failed"
+            return None if admitted else "not admitted: key revoked or unknown"
+        if self.mechanism == "PLAIN" and user not in auth.passwords.get(self.domain, {}):
+            return "not admitted: user revoked or unknown"
+        return None
+
+    def _refuse(self, frames: list[bytes], reason: str) -> None:
+        self.refused += 1
+        if _worth_logging(self.refused):
+            log.warning("refused a message on an open connection: %s; %d so far", reason, self.refused)
+        stream = self.reply_stream
+        if stream is None:
+            return
+        try:
+            stream.send_multipart(frames[: self._envelope_end] + [self._codec.encode("error", [reason], {})])
+        except Exception as exc:  # a full queue, a gone peer: the loop goes on
+            log.warning("error reply to a refused message not sent: %s: %s", type(exc).__name__, exc)
 
 
 class _Suspended(RuntimeError):
