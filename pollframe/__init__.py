@@ -2,7 +2,7 @@
 
 This package only re-exports the public names.
 """
-from pollframe.client import RemoteError, RequestClient, RequestTimeout
+from pollframe.client import RequestClient
 from pollframe.codec import Codec, JsonCodec
 from pollframe.epoll import EpollLoop
 from pollframe.errors import (
@@ -12,12 +12,17 @@ from pollframe.errors import (
     EncodeError,
     HandlerFailed,
     MessageError,
+    RemoteError,
+    RequesterClosed,
+    RequestTimeout,
     TooLarge,
+    TooManyRequests,
     UnknownType,
 )
 from pollframe.handler import MessageHandler, message
 from pollframe.loop import PollLoop
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
+from pollframe.requester import Requester
 from pollframe.stream import QueueFull, Stream
 from pollframe.timers import Timer
 
@@ -39,9 +44,12 @@ __all__ = [
     "RemoteError",
     "RequestClient",
     "RequestTimeout",
+    "Requester",
+    "RequesterClosed",
     "Stream",
     "Timer",
     "TooLarge",
+    "TooManyRequests",
     "UnknownType",
     "ZmqProcess",
     "message",

@@ -19,7 +19,8 @@ repeat, or pass ``retries=1``.
 
 The client is meant for programs and tests that may block: a command-line
 tool, a main job talking to its processes. Inside a :class:`PollLoop`
-process use a Stream instead. One client serves one thread; make it in the
+process use a :class:`~pollframe.requester.Requester` instead. One client
+serves one thread; make it in the
 process that uses it (it may own a zmq context, and a context must not
 cross a fork).
 
@@ -41,33 +42,10 @@ from zmq.backend import zmq_poll
 
 from pollframe.address import parse_address
 from pollframe.codec import Codec, JsonCodec, Triple
+from pollframe.errors import RemoteError, RequestTimeout
 from pollframe.units import to_ms
 
 __all__ = ["RemoteError", "RequestClient", "RequestTimeout"]
-
-
-class RequestTimeout(TimeoutError):
-    """No reply came within the timeout of any attempt.
-
-    ``endpoint``, ``attempts`` and ``timeout`` (seconds per attempt) say
-    what was tried.
-    """
-
-    def __init__(self, endpoint: str, attempts: int, timeout: float) -> None:
-        super().__init__(
-            f"no reply from {endpoint} after {attempts} attempt(s) of {timeout:g} s each"
-        )
-        self.endpoint = endpoint
-        self.attempts = attempts
-        self.timeout = timeout
-
-
-class RemoteError(RuntimeError):
-    """The server answered ``["error", [reason], {}]``; ``reason`` is its text."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class RequestClient:
@@ -97,7 +75,7 @@ class RequestClient:
         sockopts: Mapping[int, Any] | None = None,
         codec: Codec | None = None,
     ) -> None:
-        _check_policy(timeout, retries)
+        check_policy(timeout, retries)
         self.endpoint = parse_address(endpoint, bind=False).url
         self.timeout = timeout
         self.retries = retries
@@ -143,7 +121,7 @@ class RequestClient:
             raise RuntimeError(f"this RequestClient for {self.endpoint} is closed")
         timeout = self.timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
-        _check_policy(timeout, retries)
+        check_policy(timeout, retries)
         for _ in range(retries):
             reply = self._attempt(frames, time.monotonic() + timeout)
             if reply is not None:
@@ -225,7 +203,7 @@ def _wait(sock: zmq.Socket[Any], event: int, deadline: float) -> bool:
             return False
 
 
-def _check_policy(timeout: float, retries: int) -> None:
+def check_policy(timeout: float, retries: int) -> None:
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:

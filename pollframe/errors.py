@@ -7,6 +7,11 @@ characters of the input (see :func:`shorten`). ``kind`` names the counter a
 :class:`~pollframe.handler.MessageHandler` bumps, and ``peer_fault`` says who
 is to blame: the peer (logged as a one-line warning) or the local handler
 (logged with its traceback).
+
+The errors of *calling* another process (:class:`RequestTimeout`,
+:class:`RemoteError`, :class:`TooManyRequests`, :class:`RequesterClosed`)
+live here too, so that message-tier code can catch them without importing
+zmq.
 """
 
 from __future__ import annotations
@@ -87,3 +92,45 @@ class EncodeError(MessageError):
 
     kind = "encode_failed"
     peer_fault = False
+
+
+def worth_logging(count: int) -> bool:
+    """Log the 1st, 10th, 100th, ... occurrence: a flood from one peer stays a handful of lines."""
+    while count % 10 == 0:
+        count //= 10
+    return count == 1
+
+
+# ---------------------------------------------------------------- calling others
+
+
+class RequestTimeout(TimeoutError):
+    """No reply came within the timeout of any attempt.
+
+    ``endpoint``, ``attempts`` and ``timeout`` (seconds per attempt) say
+    what was tried.
+    """
+
+    def __init__(self, endpoint: str, attempts: int, timeout: float) -> None:
+        super().__init__(
+            f"no reply from {endpoint} after {attempts} attempt(s) of {timeout:g} s each"
+        )
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.timeout = timeout
+
+
+class RemoteError(RuntimeError):
+    """The server answered ``["error", [reason], {}]``; ``reason`` is its text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TooManyRequests(RuntimeError):
+    """A Requester already has ``max_in_flight`` requests pending; this one was not sent."""
+
+
+class RequesterClosed(RuntimeError):
+    """The Requester was closed while this request was pending (or before it was made)."""

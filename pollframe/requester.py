@@ -1,0 +1,418 @@
+"""Requester: JSON requests to another process from inside a PollLoop, never blocking it.
+
+Theory of operation
+-------------------
+A request is the frame ``[msg_type, args, kwargs]``; its outcome is exactly
+one call of ``on_reply(reply)`` with the decoded reply triple, or of
+``on_error(exc)`` with a named error, unless the caller cancels it first.
+
+The default mode runs on one DEALER socket and keeps many requests in
+flight. Each request carries a correlation id as the first envelope frame,
+``[id, b"", json]``; a REP server, or a ROUTER server that keeps the envelope
+(PongProc, any ``MessageHandler`` with a reply stream), returns the envelope
+untouched, so a reply names its request. Ids come from a counter and are
+never reused, so a reply that comes after its request timed out or was
+cancelled finds no request: it is dropped and counted in ``late``, never
+given to another request. Each request has its own deadline (a loop timer,
+``timeout`` seconds per attempt); when it passes, the same frames (same id)
+are sent again on the same socket, up to ``retries`` attempts in all, and a
+reply to any attempt completes the request. A DEALER reconnects by itself,
+so a server restarted on the same address answers the next attempt.
+
+The lockstep mode (``lockstep=True``) is the zguide's Lazy Pirate on REQ,
+for servers that need strict alternation: one request on the wire at a
+time, the others wait in order. A REQ that missed its reply can never send
+again, so a timed-out attempt closes the socket (linger 0: whatever it held
+is thrown away, a late reply included) and the retry goes out on a fresh
+one. A request's deadline starts when it is sent, not while it waits.
+
+Bounds: at most ``max_in_flight`` requests may be pending at once (sent or,
+in lockstep mode, waiting their turn); past it ``request`` raises
+:class:`~pollframe.errors.TooManyRequests` and sends nothing, so a caller
+that outruns the server learns it at once instead of queueing forever.
+
+A send never blocks: a DEALER at its high-water mark (``EAGAIN``) does not
+take the attempt, which is counted in ``unsent`` and left to its deadline
+like a lost one.
+
+A retried request may be served twice (the first copy reached the server,
+its reply did not come back in time): retry only requests that are safe to
+repeat, or pass ``retries=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Mapping, Optional
+
+import zmq
+
+from pollframe.address import parse_address
+from pollframe.client import check_policy
+from pollframe.codec import Codec, JsonCodec, Triple
+from pollframe.errors import (
+    MessageError,
+    RemoteError,
+    RequesterClosed,
+    RequestTimeout,
+    TooManyRequests,
+    worth_logging,
+)
+from pollframe.loop import PollLoop
+from pollframe.timers import Timer
+
+__all__ = ["Pending", "Requester"]
+
+log = logging.getLogger("pollframe.requester")
+
+OnReply = Callable[[Triple], Any]
+OnError = Callable[[BaseException], Any]
+
+# Plain ints: pyzmq's IntFlag members run enum code on every `|`.
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_EMPTY = b""
+
+
+class Pending:
+    """One request that has not had its outcome yet; ``cancel()`` it to give it up."""
+
+    __slots__ = ("id", "frame", "msg_type", "on_reply", "on_error", "timeout", "retries",
+                 "attempts", "timer", "done", "_requester")
+
+    def __init__(self, requester: Requester, rid: bytes, frame: bytes, msg_type: str,
+                 on_reply: OnReply, on_error: OnError, timeout: float, retries: int) -> None:
+        self._requester = requester
+        self.id = rid
+        self.frame = frame
+        self.msg_type = msg_type
+        self.on_reply = on_reply
+        self.on_error = on_error
+        self.timeout = timeout
+        self.retries = retries
+        #: Attempts sent so far.
+        self.attempts = 0
+        self.timer: Optional[Timer] = None
+        #: True once the request had its outcome or was cancelled.
+        self.done = False
+
+    def cancel(self) -> bool:
+        """Give the request up: neither callback is called, a later reply is dropped.
+
+        Returns False when it had already completed (or was cancelled).
+        """
+        if self.done:
+            return False
+        self._requester._cancel(self)
+        return True
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else f"attempt {self.attempts}/{self.retries}"
+        return f"<Pending {self.msg_type!r} id={self.id.hex()} {state}>"
+
+
+class Requester:
+    """Send requests to ``endpoint`` from a loop; each gets a reply or a named error.
+
+    ``endpoint`` takes the forms of ``ZmqProcess.stream()`` for connecting.
+    ``ctx`` makes the socket(s); the requester never owns or ends it.
+    ``timeout`` is the seconds each attempt waits, ``retries`` the number of
+    attempts in all (1: no retry); both can be set per request with
+    :meth:`send_request`. ``lockstep`` picks REQ and Lazy Pirate instead of
+    DEALER. ``max_in_flight`` bounds pending requests (default 1,000).
+    ``codec`` encodes requests and decodes replies (default
+    :class:`~pollframe.codec.JsonCodec`); ``sockopts`` are set on every
+    socket before it connects.
+
+    Counters: ``late`` (replies to requests that had timed out, were
+    cancelled or are unknown: dropped), ``malformed`` (replies without the
+    ``[id, b"", frame]`` shape: dropped), ``resent`` (attempts after the
+    first), ``timeouts`` (requests that ran out of attempts), ``unsent``
+    (attempts the socket did not take), ``sockets`` (sockets opened).
+    """
+
+    #: Default bound on pending requests (sent, or waiting their turn in lockstep mode).
+    max_in_flight: int = 1000
+
+    def __init__(
+        self,
+        loop: PollLoop,
+        ctx: zmq.Context[Any],
+        endpoint: Any,
+        timeout: float = 1.0,
+        retries: int = 3,
+        lockstep: bool = False,
+        *,
+        max_in_flight: Optional[int] = None,
+        codec: Optional[Codec] = None,
+        sockopts: Optional[Mapping[int, Any]] = None,
+    ) -> None:
+        check_policy(timeout, retries)
+        if max_in_flight is not None:
+            if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+                raise ValueError(f"max_in_flight must be an integer of at least 1, not {max_in_flight!r}")
+            self.max_in_flight = max_in_flight
+        self.loop = loop
+        self.context = ctx
+        self.endpoint = parse_address(endpoint, bind=False).url
+        self.timeout = timeout
+        self.retries = retries
+        self.lockstep = lockstep
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+        self.sockopts = dict(sockopts or {})
+        self.late = 0
+        self.malformed = 0
+        self.resent = 0
+        self.timeouts = 0
+        self.unsent = 0
+        self.sockets = 0
+        self._next_id = 0
+        self._pending: Dict[bytes, Pending] = {}  # insertion order: the order requests were made
+        self._waiting: Deque[Pending] = deque()  # lockstep: requests waiting their turn
+        self._current: Optional[Pending] = None  # lockstep: the request on the wire
+        self._closed = False
+        self._socket: Optional[zmq.Socket[Any]] = None
+        if not lockstep:
+            self._open(zmq.DEALER, self._on_dealer_reply)
+
+    # ------------------------------------------------------------------ API
+
+    def request(self, msg_type: str, /, *args: Any, on_reply: OnReply, on_error: OnError,
+                **kwargs: Any) -> Pending:
+        """Send ``[msg_type, args, kwargs]``; call ``on_reply(reply)`` or ``on_error(exc)`` later.
+
+        ``reply`` is the decoded triple ``(type, args, kwargs)``. ``exc`` is
+        :class:`~pollframe.errors.RequestTimeout` after the last attempt,
+        :class:`~pollframe.errors.RemoteError` for an ``["error", [reason],
+        {}]`` reply, a :class:`~pollframe.errors.MessageError` for a reply
+        that cannot be decoded, or :class:`~pollframe.errors.RequesterClosed`
+        from :meth:`close`. Raises at once (and sends nothing) when the
+        requester is closed, ``max_in_flight`` requests are pending
+        (:class:`~pollframe.errors.TooManyRequests`) or the request cannot be
+        encoded (:class:`~pollframe.errors.EncodeError`). Never blocks.
+        """
+        return self.send_request(msg_type, args, kwargs, on_reply, on_error)
+
+    def send_request(
+        self,
+        msg_type: str,
+        args: Any,
+        kwargs: Dict[str, Any],
+        on_reply: OnReply,
+        on_error: OnError,
+        *,
+        timeout: Optional[float] = None,
+        retries: Optional[int] = None,
+    ) -> Pending:
+        """:meth:`request` with the message given as values, and a policy of its own."""
+        if self._closed:
+            raise RequesterClosed(f"the Requester for {self.endpoint} is closed")
+        if timeout is None:
+            timeout = self.timeout
+        elif not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if retries is None:
+            retries = self.retries
+        else:
+            check_policy(timeout, retries)
+        pending = self._pending
+        if len(pending) >= self.max_in_flight:
+            raise TooManyRequests(f"{len(pending)} requests to {self.endpoint} are pending "
+                                  f"(max_in_flight={self.max_in_flight}); this one was not sent")
+        frame = self.codec.encode(msg_type, args, kwargs)
+        self._next_id += 1
+        rid = self._next_id.to_bytes(8, "big")
+        p = Pending(self, rid, frame, msg_type, on_reply, on_error, timeout, retries)
+        pending[rid] = p
+        if not self.lockstep:
+            self._send_dealer(p)
+        elif self._current is None:
+            self._send_lockstep(p)
+        else:
+            self._waiting.append(p)
+        return p
+
+    def pending(self) -> int:
+        """Requests still waiting for their outcome (sent, or waiting their turn)."""
+        return len(self._pending)
+
+    def close(self) -> None:
+        """End the requester: each pending request gets ``on_error(RequesterClosed)``, in order.
+
+        The socket closes with linger 0. Later calls of :meth:`request`
+        raise :class:`~pollframe.errors.RequesterClosed`; closing twice is
+        harmless. The context is the caller's and stays open.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        left = list(self._pending.values())
+        self._pending.clear()
+        self._waiting.clear()
+        self._current = None
+        self._drop_socket()
+        for p in left:
+            if p.timer is not None:
+                p.timer.cancel()
+            p.done = True
+            self._call(p.on_error, RequesterClosed(f"the Requester for {self.endpoint} was closed "
+                                                   f"before {p.msg_type!r} had its reply"), p)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def socket(self) -> Optional[zmq.Socket[Any]]:
+        """The current socket (None in lockstep mode between a timeout and the next request)."""
+        return self._socket
+
+    def __repr__(self) -> str:
+        mode = "lockstep" if self.lockstep else "dealer"
+        return f"<Requester {self.endpoint} {mode} pending={len(self._pending)}>"
+
+    # ------------------------------------------------------------ the DEALER
+
+    def _send_dealer(self, p: Pending) -> None:
+        p.attempts += 1
+        sock = self._socket
+        assert sock is not None
+        send = sock.send
+        try:
+            send(p.id, _MORE)
+        except zmq.Again:  # at the high-water mark: this attempt is lost, its deadline retries
+            self.unsent += 1
+        else:
+            send(_EMPTY, _MORE)
+            send(p.frame, _NOBLOCK)
+        p.timer = self.loop.call_later(p.timeout, self._expired, p)
+
+    def _on_dealer_reply(self, frames: list[bytes]) -> None:
+        if len(frames) != 3 or frames[1]:
+            self.malformed += 1
+            if worth_logging(self.malformed):
+                log.warning("pollframe: reply from %s is not [id, '', frame] (%d frames); "
+                            "%d such dropped so far", self.endpoint, len(frames), self.malformed)
+            return
+        p = self._pending.pop(frames[0], None)
+        if p is None:
+            self.late += 1
+            return
+        p.timer.cancel()  # type: ignore[union-attr]
+        self._complete(p, frames[2])
+
+    # ----------------------------------------------------------- lockstep REQ
+
+    def _send_lockstep(self, p: Pending) -> None:
+        self._current = p
+        p.attempts += 1
+        sock = self._socket
+        if sock is None:
+            sock = self._open(zmq.REQ, self._on_req_reply)
+        try:
+            sock.send(p.frame, _NOBLOCK)
+        except zmq.Again:
+            self.unsent += 1
+        p.timer = self.loop.call_later(p.timeout, self._expired, p)
+
+    def _on_req_reply(self, frames: list[bytes]) -> None:
+        p = self._current
+        if p is None:  # cannot happen on a REQ: a reply comes only to the request sent
+            self.late += 1
+            return
+        del self._pending[p.id]
+        p.timer.cancel()  # type: ignore[union-attr]
+        self._current = None
+        self._next_in_line()
+        if len(frames) != 1:
+            self.malformed += 1
+        self._complete(p, frames[-1])
+
+    def _next_in_line(self) -> None:
+        if self._waiting and not self._closed:
+            self._send_lockstep(self._waiting.popleft())
+
+    # ----------------------------------------------------------- both modes
+
+    def _expired(self, p: Pending) -> None:
+        """An attempt's deadline passed: send again, or fail the request."""
+        if self.lockstep:
+            self._drop_socket()  # the REQ waits for a reply that may never come
+        if p.attempts < p.retries:
+            self.resent += 1
+            if self.lockstep:
+                self._send_lockstep(p)
+            else:
+                self._send_dealer(p)
+            return
+        del self._pending[p.id]
+        self.timeouts += 1
+        p.done = True
+        if self.lockstep:
+            self._current = None
+            self._next_in_line()
+        self._call(p.on_error, RequestTimeout(self.endpoint, p.attempts, p.timeout), p)
+
+    def _complete(self, p: Pending, frame: bytes) -> None:
+        p.done = True
+        try:
+            reply = self.codec.decode(frame)
+        except MessageError as exc:
+            self._call(p.on_error, exc, p)
+            return
+        except Exception as exc:  # a replacement codec's own failure
+            self._call(p.on_error, exc, p)
+            return
+        if reply[0] == "error":
+            args = reply[1]
+            reason = args[0] if args else ""
+            self._call(p.on_error, RemoteError(reason if isinstance(reason, str) else repr(reason)), p)
+            return
+        try:
+            p.on_reply(reply)
+        except Exception as exc:
+            self.loop.report(exc, f"on_reply callback of {p!r} to {self.endpoint}")
+
+    def _cancel(self, p: Pending) -> None:
+        p.done = True
+        del self._pending[p.id]
+        if p.timer is not None:
+            p.timer.cancel()
+        if not self.lockstep:
+            return  # a reply that still comes finds no request: counted in late
+        if self._current is p:
+            self._current = None
+            self._drop_socket()  # only a fresh REQ may send the next request
+            self._next_in_line()
+        else:
+            self._waiting.remove(p)
+
+    def _call(self, callback: OnError, exc: BaseException, p: Pending) -> None:
+        try:
+            callback(exc)
+        except Exception as error:
+            self.loop.report(error, f"on_error callback of {p!r} to {self.endpoint}")
+
+    def _open(self, sock_type: int, on_reply: Callable[[list[bytes]], None]) -> zmq.Socket[Any]:
+        sock = self.context.socket(sock_type)
+        try:
+            sock.linger = 0
+            for option, value in self.sockopts.items():
+                sock.setsockopt(option, value)
+            sock.connect(self.endpoint)
+            self.loop.register(sock, on_reply)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        self._socket = sock
+        self.sockets += 1
+        return sock
+
+    def _drop_socket(self) -> None:
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            if not self.loop.closed:
+                self.loop.unregister(sock)
+            sock.close(linger=0)
+
