@@ -138,7 +138,7 @@ def test_pingproc_runs_as_a_child_under_each_start_method(start_process, method)
 
 
 def example_env() -> dict[str, str]:
-    """The user's environment, with this checkout importable as pollframe."""
+    """The user's environment; run from a checkout, that checkout's pollframe comes first."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
@@ -168,6 +168,7 @@ def finish(proc: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> tuple[str, s
 SCRIPTS = ["blocking_recv.py", "polling.py", "pollloop.py", "example_app/main.py"]
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_each_example_prints_the_seed_output_and_exits_0_even_beside_a_twin(script):
     # Two copies at once: each picks its own port, so they never collide.
@@ -217,6 +218,7 @@ def req(make_socket):
     return connect
 
 
+@pytest.mark.system
 def test_pongproc_alone_serves_the_triple_protocol(pongproc, req):
     _, endpoint = pongproc
     sock = req(endpoint)
@@ -224,6 +226,7 @@ def test_pongproc_alone_serves_the_triple_protocol(pongproc, req):
     assert sock.recv() == b'["pong", [42], {}]'
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_pongproc_alone_exits_0_within_a_second_on_a_stop_signal(pongproc, req, signum):
     proc, endpoint = pongproc
@@ -237,6 +240,7 @@ def test_pongproc_alone_exits_0_within_a_second_on_a_stop_signal(pongproc, req, 
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
 
+@pytest.mark.system
 def test_pongproc_alone_exits_0_after_plzdiekthxbye(pongproc, req):
     proc, endpoint = pongproc
     sock = req(endpoint)
@@ -247,6 +251,7 @@ def test_pongproc_alone_exits_0_after_plzdiekthxbye(pongproc, req):
     assert "Traceback" not in err
 
 
+@pytest.mark.system
 def test_pingproc_pings_a_running_pongproc_and_stops_it(pongproc):
     pong, endpoint = pongproc
     ping = spawn(str(EXAMPLE_APP / "pingproc.py"), endpoint, "--count", "3", "--stop")
@@ -258,6 +263,7 @@ def test_pingproc_pings_a_running_pongproc_and_stops_it(pongproc):
     assert pong_out.splitlines() == [f"Pong got request: ping {i}" for i in range(3)]
 
 
+@pytest.mark.system
 def test_pingproc_with_no_pongproc_gives_up_at_its_timeout_with_exit_code_1(make_socket):
     # A bound socket that never answers: the port is ours, so no one else can.
     silent = make_socket(zmq.ROUTER, bind="tcp://127.0.0.1:*")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.system
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
