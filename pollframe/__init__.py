@@ -20,7 +20,9 @@ from pollframe.errors import (
     UnknownType,
 )
 from pollframe.handler import MessageHandler, message
+from pollframe.liveness import Liveness
 from pollframe.loop import PollLoop
+from pollframe.peers import PeerTable
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
 from pollframe.requester import Requester
 from pollframe.stream import QueueFull, Stream
@@ -35,8 +37,10 @@ __all__ = [
     "EpollLoop",
     "HandlerFailed",
     "JsonCodec",
+    "Liveness",
     "MessageError",
     "MessageHandler",
+    "PeerTable",
     "PollLoop",
     "ProcessNotReady",
     "QueueFull",

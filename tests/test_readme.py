@@ -42,3 +42,12 @@ def test_the_testing_section_examples_pass_as_written(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout
+
+
+def test_the_who_is_still_there_examples_run_as_written():
+    text = README.read_text()
+    section = text[text.index("## Who is still there"):text.index("## The wire protocol")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})

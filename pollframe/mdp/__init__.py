@@ -1,0 +1,24 @@
+"""pollframe.mdp: the Majordomo Protocol, MDP/0.1 (ZeroMQ RFC 7), in the three-tier shape.
+
+Logic, no sockets: :class:`Broker` (frames and the time in, frames out) and
+:class:`WorkerSession`; the frames themselves in :mod:`pollframe.mdp.protocol`.
+On a loop: :class:`Worker`, :class:`BrokerProcess`. Blocking: :class:`Client`.
+
+This package only re-exports the public names.
+"""
+from pollframe.mdp.broker import Broker
+from pollframe.mdp.client import Client
+from pollframe.mdp.protocol import CLIENT, WORKER, MdpError, ProtocolError
+from pollframe.mdp.session import Disconnect, Request, WorkerSession
+
+__all__ = [
+    "Broker",
+    "CLIENT",
+    "Client",
+    "Disconnect",
+    "MdpError",
+    "ProtocolError",
+    "Request",
+    "WORKER",
+    "WorkerSession",
+]
