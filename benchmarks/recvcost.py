@@ -105,9 +105,8 @@ def _pollframe_variants(sock: zmq.Socket, n: int) -> Dict[str, Callable[[], None
 
     for name, multipart in (("frames", True), ("single", False)):
         loop = PollLoop(max_drain=n + 1)  # never run: only its read handler is called
-        loop.register(sock, counting, multipart=multipart)
         out[f"pollframe reader ({name}), one wake-up, empty callback"] = partial(
-            loop._handlers[sock], zmq.POLLIN)
+            loop.reader(sock, counting, multipart=multipart), zmq.POLLIN)
     return out
 
 

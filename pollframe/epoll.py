@@ -17,93 +17,68 @@ The rules that make this correct (libzmq's ``ZMQ_FD`` is edge-triggered):
   a pass, every socket newly registered or re-armed, and every socket a
   ``Stream`` sent on (``touched``) is checked again on the next pass, which
   then polls without sleeping. A socket used directly, outside its own
-  callback, must be passed to ``loop.touched(sock)``.
+  callback, must be passed to ``loop.touched(sock)`` (``edge_triggered`` is
+  True). A dispatched socket is marked for that re-check *before* its
+  handler runs, so a handler that raises (even ``KeyboardInterrupt``)
+  cannot leave it unwatched.
 * Plain file descriptors are level-triggered, as with ``zmq_poll``.
 
-Linux only (``select.epoll``).
+EpollLoop is the documented way to give PollLoop a backend: a ``Core``
+subclass named by ``core_class``. Linux only (``select.epoll``).
 """
 from __future__ import annotations
 
-import select
-from typing import Any, Dict, List, Optional, Tuple
+import errno
+from typing import Any, Dict, List, Tuple
 
 import zmq
 
-from pollframe.loop import ErrorHandler, PollLoop
+from pollframe.core import Core
+from pollframe.fdset import FdSet
+from pollframe.loop import PollLoop
 
-__all__ = ["EpollLoop"]
+__all__ = ["EpollLoop", "EpollCore"]
 
 _EVENTS = int(zmq.EVENTS)
 # Plain ints: `&` and `|` on pyzmq's IntFlag members run enum code in Python.
 _POLLIN, _POLLOUT, _POLLERR = int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.POLLERR)
+_EPOLLIN, _EPOLLOUT, _EPOLLHUP, _EPOLLERR = 0x001, 0x004, 0x010, 0x008
 
 
-class EpollLoop(PollLoop):
-    """A drop-in PollLoop for processes with many mostly idle sockets (Linux)."""
+class EpollCore(Core):
+    """The loop's core over an epoll set of ``ZMQ_FD`` and plain descriptors."""
 
-    def __init__(self, on_error: Optional[ErrorHandler] = None, **options: Any) -> None:
-        super().__init__(on_error, **options)
-        self._epoll = select.epoll()
-        self._fds: Dict[Any, int] = {}  # key -> descriptor in the epoll set
-        self._keys: Dict[int, Any] = {}  # descriptor -> key
-        self._recheck: Dict[zmq.Socket, None] = {}  # sockets whose ZMQ_EVENTS to ask next pass
-        self._changed(self._wake_r)
+    edge_triggered = True
+
+    def __init__(self, loop: PollLoop, clock: Any) -> None:
+        self.fdset = FdSet()
+        self.recheck: Dict[zmq.Socket, None] = {}  # sockets whose ZMQ_EVENTS to ask next pass
+        super().__init__(loop, clock)
+        self.changed(self.wake_r)
 
     def touched(self, sock: zmq.Socket) -> None:
         """``sock`` was used outside its callback: check its events on the next pass."""
-        if sock in self._fds:
-            self._recheck[sock] = None
+        if sock in self.fdset.fds:
+            self.recheck[sock] = None
 
-    def close(self) -> None:
-        super().close()
-        if not self.closed:
-            return  # called from a callback: closed when run() returns
-        self._fds.clear()
-        self._keys.clear()
-        self._recheck.clear()
-        self._epoll.close()
-
-    # ------------------------------------------------------------ internals
-
-    def _changed(self, key: Any) -> None:
-        events = self._events.get(key, 0) if key in self._handlers else 0
-        is_socket = isinstance(key, zmq.Socket)
-        if is_socket:
-            mask = select.EPOLLIN if events else 0  # ZMQ_FD only ever signals readability
+    def changed(self, key: Any) -> None:
+        events = self.events.get(key, 0) if key in self.handlers else 0
+        if self.fdset.update(key, events):
+            self.recheck[key] = None  # messages may already be waiting: no edge will tell
         else:
-            mask = (select.EPOLLIN if events & _POLLIN else 0) | (select.EPOLLOUT if events & _POLLOUT else 0)
-        fd = self._fds.get(key)
-        if not mask:
-            if fd is not None:
-                self._forget(key, fd)
-            return
-        if fd is None:
-            fd = key.get(zmq.FD) if is_socket else key
-            self._epoll.register(fd, mask)
-            self._fds[key] = fd
-            self._keys[fd] = key
-        else:
-            self._epoll.modify(fd, mask)
-        if is_socket:
-            self._recheck[key] = None  # messages may already be waiting: no edge will tell
+            self.recheck.pop(key, None)
 
-    def _forget(self, key: Any, fd: int) -> None:
-        del self._fds[key]
-        self._recheck.pop(key, None)
-        if self._keys.get(fd) is not key:
-            return  # key's descriptor was closed and its number now belongs to another target
-        del self._keys[fd]
-        try:
-            self._epoll.unregister(fd)
-        except (OSError, ValueError):
-            pass  # the descriptor was already closed
+    def may_hold_messages(self) -> bool:
+        return bool(self.recheck)
 
-    def _poll(self, ms: int) -> List[Tuple[Any, int]]:
-        recheck = self._recheck
+    def fileno(self) -> int:
+        return self.fdset.fileno()
+
+    def poll(self, ms: int) -> List[Tuple[Any, int]]:
+        recheck = self.recheck
         timeout = 0 if recheck else (-1 if ms < 0 else ms / 1000)
-        ready = self._epoll.poll(timeout)
-        self._recheck = {}
-        keys, wanted = self._keys, self._events
+        ready = self.fdset.poll(timeout)
+        keys, wanted = self.fdset.keys, self.events
         events: List[Tuple[Any, int]] = []
         for fd, mask in ready:
             key = keys.get(fd)
@@ -111,26 +86,42 @@ class EpollLoop(PollLoop):
                 recheck[key] = None
             elif key is not None:
                 events.append((key, _poll_events(mask)))
+        # Whatever is dispatched now is re-checked next pass, even if its handler never returns:
+        # a drain may leave messages behind with no edge left to announce them.
+        self.recheck = {}
+        gone = False
         for sock in recheck:
             interest = wanted.get(sock, 0)
-            if interest and not sock.closed:
-                revents = int(sock.get(_EVENTS)) & interest
+            if interest:
+                try:
+                    revents = int(sock.get(_EVENTS)) & interest
+                except zmq.ZMQError as exc:
+                    if exc.errno not in (errno.ENOTSOCK, zmq.ETERM):
+                        raise
+                    gone = True  # closed behind the loop's back
+                    continue
                 if revents:
                     events.append((sock, revents))
+                    self.recheck[sock] = None
+        if gone:
+            self.drop_closed_sockets()
         return events
 
-    def _dispatch(self, events: List[Tuple[Any, int]]) -> None:
-        super()._dispatch(events)
-        recheck, fds = self._recheck, self._fds
-        for key, _ in events:
-            if key in fds and isinstance(key, zmq.Socket):
-                recheck[key] = None  # it may hold more than one drain took, with no edge left
+    def close(self) -> None:
+        self.recheck.clear()
+        self.fdset.close()
+
+
+class EpollLoop(PollLoop):
+    """A drop-in PollLoop for processes with many mostly idle sockets (Linux)."""
+
+    core_class = EpollCore
 
 
 def _poll_events(mask: int) -> int:
     """epoll's bits in zmq_poll's terms, so handlers see the same values under both loops."""
     return (
-        (_POLLIN if mask & (select.EPOLLIN | select.EPOLLHUP) else 0)
-        | (_POLLOUT if mask & select.EPOLLOUT else 0)
-        | (_POLLERR if mask & select.EPOLLERR else 0)
+        (_POLLIN if mask & (_EPOLLIN | _EPOLLHUP) else 0)
+        | (_POLLOUT if mask & _EPOLLOUT else 0)
+        | (_POLLERR if mask & _EPOLLERR else 0)
     )

@@ -33,14 +33,13 @@ import signal
 import threading
 import time
 import weakref
-from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Type, Union
 
 import zmq
-from zmq.backend import zmq_poll
 
-from pollframe.timers import Timer, TimerQueue
-from pollframe.units import FOREVER, to_ms
+from pollframe.core import Core, safe_repr
+from pollframe.readers import make_reader
+from pollframe.timers import Timer
 
 __all__ = ["PollLoop", "Timer"]
 
@@ -54,24 +53,30 @@ ErrorHandler = Callable[[BaseException, str], None]
 
 # Plain ints: pyzmq's constants are IntFlag members, and `&` on one runs enum
 # code in Python (over a microsecond) where an int costs a few nanoseconds.
-_NOBLOCK = int(zmq.NOBLOCK)
-_POLLIN = int(zmq.POLLIN)
 _POLLERR = int(zmq.POLLERR)
-_Again = zmq.Again
 _UNDRAINABLE = frozenset({zmq.REQ, zmq.REP})
+_UNSET: Any = object()
 
 
 class PollLoop:
-    """An event loop over ``zmq.Poller``'s ``zmq_poll``, with timers and thread-safe wake-up.
+    """An event loop over ``zmq_poll``, with timers and thread-safe wake-up; meant to be subclassed.
 
-    The loop owns no ``zmq.Context``. ``on_error(exc, where)`` replaces the
-    default policy for exceptions raised by callbacks, which is to log them
-    with their traceback on the ``pollframe`` logger, count them in
-    ``errors`` and go on. ``clock`` must be monotonic (tests pass a fake).
+    The loop owns no ``zmq.Context``. Exceptions raised by callbacks go to
+    :meth:`on_error` (a hook: override it, or pass ``on_error=``), which by
+    default logs them with their traceback on the ``pollframe`` logger;
+    they are counted in ``errors`` and the loop goes on. ``clock`` must be
+    monotonic (tests pass a fake); a subclass may override :meth:`time`
+    instead.
+
+    All of the loop's state lives in one private object, so a subclass may
+    use any attribute or method name that is not part of the public API
+    (see "Subclassing PollLoop" in the README).
     """
 
     #: Most messages read from one socket per wake-up before the others get a turn.
     max_drain: int = 256
+    #: Low level: the class holding the state and running the pass (EpollLoop: EpollCore).
+    core_class: Type[Core] = Core
 
     def __init__(
         self,
@@ -84,26 +89,41 @@ class PollLoop:
             if max_drain < 1:
                 raise ValueError(f"max_drain must be at least 1, not {max_drain}")
             self.max_drain = max_drain
-        self.on_error = on_error
-        self.errors = 0
-        self._clock = clock
-        self._timers = TimerQueue()
-        self._ready: Deque[Timer] = deque()
-        self._handlers: Dict[Any, EventHandler] = {}
-        self._events: Dict[Any, int] = {}
-        self._owned: Dict[Any, Any] = {}
-        self._items: Optional[List[Tuple[Any, int]]] = None
-        self._stopping = False
-        self._running = False
-        self._closed = False
-        self._close_requested = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._handlers[self._wake_r] = self._drain_wakeups
-        self._events[self._wake_r] = _POLLIN
+        if on_error is not None and not callable(on_error):
+            raise TypeError(f"on_error must be callable, not {on_error!r}")
+        self.__on_error = on_error
+        self.__clock = clock
+        self.__core = self.core_class(self, clock)
 
-    # ------------------------------------------------------------------ I/O
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: free on every other access.
+        if name.startswith("_PollLoop__"):
+            raise RuntimeError(
+                f"{type(self).__name__} did not call super().__init__() in its __init__: "
+                "the PollLoop is not initialised"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # ------------------------------------------------------------- hooks
+
+    def on_error(self, exc: BaseException, where: str) -> None:
+        """Hook: the policy for an exception a callback raised in ``where``; returns None.
+
+        The default logs it with its traceback (or calls the ``on_error``
+        given to the constructor). Override it to change the policy; one
+        that re-raises makes errors fatal (``run()`` raises), which tests
+        may want. It is called once per error, after ``errors`` counted it.
+        """
+        if self.__on_error is not None:
+            self.__on_error(exc, where)
+        else:
+            log.error("pollframe: exception in %s", where, exc_info=exc)
+
+    def time(self) -> float:
+        """Hook: the loop's clock, monotonic seconds (``time.monotonic`` unless a clock was given)."""
+        return self.__clock()
+
+    # --------------------------------------------------------------- I/O
 
     def register(
         self,
@@ -113,6 +133,9 @@ class PollLoop:
         *,
         multipart: bool = True,
         own: bool = False,
+        properties: Sequence[str] = (),
+        max_msg_size: Optional[int] = None,
+        max_frames: Optional[int] = None,
     ) -> None:
         """Call ``callback`` for what arrives on ``target``.
 
@@ -124,14 +147,38 @@ class PollLoop:
         ``callback(fd, revents)`` is called when ``events`` are ready.
         With ``own=True``, ``close()`` closes the socket too.
         Registering again replaces the earlier callback.
+
+        ``properties`` (e.g. ``("User-Id", "Peer-Address")``) makes the call
+        ``callback(frames, props)``, ``props`` mapping each name to the first
+        frame's libzmq property (None where it has none). ``max_msg_size``
+        (bytes, the whole message) and ``max_frames`` refuse bigger messages
+        before any copy: they are discarded, counted in ``refused`` and
+        logged in a throttled line, and the callback is not called.
         """
         if isinstance(target, zmq.Socket):
             if events != zmq.POLLIN:
                 raise ValueError("register() reads zmq sockets; use watch() for other events")
-            handler = self.reader(target, callback, multipart=multipart)
+            handler = self.reader(target, callback, multipart=multipart, properties=properties,
+                                  max_msg_size=max_msg_size, max_frames=max_frames)
         else:
-            handler = self._fd_handler(_fileno(target), callback)
+            _check_callable(callback)
+            handler = self.__core_fd_handler(_fileno(target), callback)
         self.watch(target, handler, events, own=own)
+
+    def unregister(self, target: Union[zmq.Socket, FileLike]) -> None:
+        """Stop watching ``target``; safe from any callback, even in the same pass.
+
+        A callback of ``target`` whose event was already polled in this pass
+        is not called afterwards. Unregistering an unknown target is a no-op.
+        """
+        self.__core.unregister(_key_of(target))
+
+    # ------------------------------------------------------- low-level layer
+
+    @property
+    def edge_triggered(self) -> bool:
+        """Low level: whether a socket used outside its own callback must be passed to ``touched``."""
+        return self.__core.edge_triggered
 
     def watch(
         self, target: Union[zmq.Socket, FileLike], handler: EventHandler, events: int, *, own: bool = False
@@ -140,49 +187,39 @@ class PollLoop:
 
         A zero ``events`` keeps the registration but leaves it out of polls.
         """
-        key = _key_of(target)
-        if self._closed:
+        core = self.__core
+        if core.closed:
             raise RuntimeError("this PollLoop is closed")
-        self._handlers[key] = handler
-        self._events[key] = int(events)
+        _check_callable(handler)
+        key = _key_of(target)
+        core.handlers[key] = handler
+        core.events[key] = int(events)
         if own:
-            self._owned[key] = target
-        self._changed(key)
+            core.owned[key] = target
+        core.changed(key)
 
     def set_events(self, target: Union[zmq.Socket, FileLike], events: int) -> None:
-        """Change which events a registered target is polled for (0: none for now)."""
+        """Low level: change which events a registered target is polled for (0: none for now)."""
+        core = self.__core
         key = _key_of(target)
-        if key not in self._handlers:
+        if key not in core.handlers:
             raise KeyError(f"{target!r} is not registered on this loop")
-        if self._events[key] != events:
-            self._events[key] = int(events)
-            self._changed(key)
-
-    def unregister(self, target: Union[zmq.Socket, FileLike]) -> None:
-        """Stop watching ``target``; safe from any callback, even in the same pass.
-
-        A callback of ``target`` whose event was already polled in this pass
-        is not called afterwards. Unregistering an unknown target is a no-op.
-        """
-        key = _key_of(target)
-        if key == self._wake_r:
-            return
-        if self._handlers.pop(key, None) is not None:
-            del self._events[key]
-            self._owned.pop(key, None)
-            self._changed(key)
+        if core.events[key] != events:
+            core.events[key] = int(events)
+            core.changed(key)
 
     def touched(self, sock: zmq.Socket) -> None:
-        """``sock`` was sent on or read outside its own callback.
+        """Low level: ``sock`` was sent on or read outside its own callback.
 
         Nothing to do for ``zmq_poll``, which looks at every socket on every
-        pass; an edge-triggered backend (EpollLoop) re-checks the socket.
-        Streams call this after each send.
+        pass; an edge-triggered loop (``edge_triggered``) re-checks the
+        socket on the next pass. Streams call this after each send.
         """
+        self.__core.touched(sock)
 
     def is_registered(self, target: Union[zmq.Socket, FileLike]) -> bool:
-        key = _key_of(target)
-        return key in self._handlers
+        """Low level: whether ``target`` has a handler on this loop."""
+        return _key_of(target) in self.__core.handlers
 
     def reader(
         self,
@@ -191,95 +228,82 @@ class PollLoop:
         *,
         multipart: bool = True,
         owner: Optional[EventHandler] = None,
+        properties: Sequence[str] = (),
+        max_msg_size: Optional[int] = None,
+        max_frames: Optional[int] = None,
     ) -> EventHandler:
-        """Build the draining ``handler(revents)`` that ``register`` installs for ``sock``.
+        """Low level: build the draining ``handler(revents)`` that ``register`` installs for ``sock``.
 
         The drain stops as soon as ``owner`` (by default the reader itself)
         is no longer the handler registered for ``sock``, so a callback that
         unregisters, re-registers or closes its socket ends it. A Stream
         wraps the reader in its own handler and passes that as ``owner``.
+        ``properties``, ``max_msg_size`` and ``max_frames`` as for ``register``.
         """
-        limit = 1 if sock.type in _UNDRAINABLE else self.max_drain
-        report = self.report
-        handlers = self._handlers
-        recv = sock.recv
-        probe = [(sock, _POLLIN)]
-        # Draining ends with an EAGAIN, and pyzmq's zmq.Again costs several µs
-        # to build. A socket whose last drain found a single message (one
-        # request per wake-up) most likely holds one again: read it, then ask
-        # a zero-timeout poll (a third of the cost) whether to go on draining.
-        expect_one = False
+        _check_callable(callback)
+        for name, value in (("max_msg_size", max_msg_size), ("max_frames", max_frames)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None: no limit), not {value!r}")
+        if isinstance(properties, str):
+            raise TypeError(f"properties is a sequence of names, not the string {properties!r}")
+        core = self.__core
+        return make_reader(
+            sock, callback,
+            multipart=multipart,
+            limit=1 if sock.type in _UNDRAINABLE else self.max_drain,
+            report=core.report,
+            where=lambda: f"receive callback {safe_repr(callback)} for {safe_repr(sock)}",
+            handlers=core.handlers,
+            owner=owner,
+            properties=properties,
+            max_msg_size=max_msg_size,
+            max_frames=max_frames,
+            refused=self.__refused,
+        )
 
-        # The two readers differ only in how one message is read; they are
-        # kept apart because a shared helper would cost a call per message.
-        def read_frames(revents: int) -> None:
-            nonlocal expect_one
-            for n in range(limit):
-                if n == 1 and expect_one:
-                    if not zmq_poll(probe, 0):
-                        return
-                    expect_one = False
-                try:
-                    frame = recv(_NOBLOCK, copy=False)
-                except _Again:
-                    expect_one = n == 1
-                    return
-                frames = [frame.bytes]
-                while frame.more:
-                    frame = recv(_NOBLOCK, copy=False)
-                    frames.append(frame.bytes)
-                try:
-                    callback(frames)
-                except Exception as exc:
-                    report(exc, f"receive callback {callback!r} for {sock!r}")
-                if handlers.get(sock) is not owner:
-                    return
+    def report(self, exc: BaseException, where: str) -> None:
+        """Low level: count ``exc``, raised in ``where``, and hand it to ``on_error`` once."""
+        core = self.__core
+        core.errors += 1
+        try:
+            self.on_error(exc, where)
+        except BaseException as raised:
+            core.escaped = raised  # leaves the pass; nobody on the way reports it again
+            raise
 
-        def read_frame(revents: int) -> None:
-            nonlocal expect_one
-            for n in range(limit):
-                if n == 1 and expect_one:
-                    if not zmq_poll(probe, 0):
-                        return
-                    expect_one = False
-                try:
-                    data = recv(_NOBLOCK)
-                except _Again:
-                    expect_one = n == 1
-                    return
-                try:
-                    callback(data)
-                except Exception as exc:
-                    report(exc, f"receive callback {callback!r} for {sock!r}")
-                if handlers.get(sock) is not owner:
-                    return
-
-        read = read_frames if multipart else read_frame
-        if owner is None:
-            owner = read
-        return read
-
-    # --------------------------------------------------------------- timers
+    # ---------------------------------------------------------- timers
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` on the next pass; returns a cancellable handle."""
+        core = self.__core
+        if core.closed:
+            raise RuntimeError("this PollLoop is closed")
+        _check_callable(callback)
         handle = Timer(0.0, 0, callback, args, None, None)
-        self._ready.append(handle)
+        core.ready.append(handle)
         return handle
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Timer:
         """Like ``call_soon``, from any thread: wakes a sleeping poll at once."""
         handle = self.call_soon(callback, *args)
-        self._wake()
+        self.__core.wake()
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once, ``delay`` seconds from now."""
-        return self._timers.call_later(self.time(), delay, callback, args)
+        core = self.__core
+        if core.closed:
+            raise RuntimeError("this PollLoop is closed")
+        _check_callable(callback)
+        return core.timers.call_later(self.time(), delay, callback, args)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once at ``when``, on the ``time()`` clock."""
-        return self._timers.call_at(when, callback, args)
+        core = self.__core
+        if core.closed:
+            raise RuntimeError("this PollLoop is closed")
+        _check_callable(callback)
+        return core.timers.call_at(when, callback, args)
 
     def call_every(self, interval: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` every ``interval`` seconds, first one interval from now.
@@ -287,59 +311,91 @@ class PollLoop:
         The schedule survives the callback raising; periods missed because
         the loop was busy are skipped, not run in a burst.
         """
+        core = self.__core
+        if core.closed:
+            raise RuntimeError("this PollLoop is closed")
+        _check_callable(callback)
         if not 0 < interval < math.inf:
             raise ValueError(f"call_every needs a positive, finite interval, not {interval!r}")
-        return self._timers.call_at(self.time() + interval, callback, args, interval)
+        return core.timers.call_at(self.time() + interval, callback, args, interval)
 
-    # ------------------------------------------------------------- running
+    # --------------------------------------------------------- running
 
     def run(self) -> None:
         """Run passes until ``stop()``. Signals wake the poll when run in the main thread.
 
         A ``stop()`` that comes before ``run()`` makes it return at once.
         """
-        self._check_open()
-        if self._running:
+        core = self.__core
+        self.__check_open()
+        if core.running or core.in_pass:
             raise RuntimeError("this PollLoop is already running")
-        self._running = True
-        old_wakeup_fd = self._install_signal_wakeup()
+        core.running = True
+        old_wakeup_fd = self.__install_signal_wakeup()
         try:
-            while not self._stopping:
-                self._run_once(None)
+            run_once = core.run_once
+            while not core.stopping:
+                run_once(None)
         finally:
-            self._stopping = False
-            self._running = False
+            core.stopping = False
+            core.running = False
+            core.escaped = None
             if old_wakeup_fd is not None:
                 signal.set_wakeup_fd(old_wakeup_fd)
-            if self._close_requested:
+            if core.close_requested:
                 self.close()
 
     def run_once(self, timeout: Optional[float] = None) -> None:
         """One poll and dispatch, for driving the loop from a foreign one.
 
         ``timeout`` is the most seconds to wait for an event (None: until
-        one comes or a timer is due; 0: do not wait). A ``stop()`` seen
-        here ends only this pass: it is not kept for a later ``run()``.
+        one comes or a timer is due; 0: do not wait; at most a day). A
+        ``stop()`` seen here ends only this pass: it is not kept for a later
+        ``run()``. Calling it from a callback (inside a pass) is refused.
         """
-        self._check_open()
+        core = self.__core
+        self.__check_open()
+        if core.running or core.in_pass:
+            raise RuntimeError("run_once() called inside a pass of this PollLoop (from a callback, or "
+                               "while run() runs): passes do not nest")
+        core.in_pass = True
         try:
-            self._run_once(timeout)
+            core.run_once(timeout)
         finally:
-            if not self._running:
-                self._stopping = False
-
-    def time(self) -> float:
-        """The loop's clock: monotonic seconds (``time.monotonic`` unless a clock was given)."""
-        return self._clock()
+            core.in_pass = False
+            core.escaped = None
+            core.stopping = False
+            if core.close_requested:
+                self.close()
 
     def next_deadline(self) -> Optional[float]:
-        """When the earliest pending timer is due, on ``time()``; None when none is pending."""
-        return self._timers.next_deadline()
+        """When the loop next needs a pass, on ``time()``; None when only I/O can wake it.
+
+        ``time()`` itself ("now") while a pass is already due: callbacks are
+        queued, a stop is pending, or a socket may hold unread messages
+        (zmq's descriptors are edge-triggered, so for those no descriptor
+        would say so). Else the deadline of the earliest live timer.
+        """
+        core = self.__core
+        if core.ready or core.stopping or core.may_hold_messages():
+            return self.time()
+        return core.timers.next_deadline()
+
+    def fileno(self) -> int:
+        """A descriptor that becomes readable whenever the loop has I/O or a wake-up to handle.
+
+        For a foreign event loop: watch it for readability, and call
+        ``run_once(0)`` when it is readable or ``next_deadline()`` has come
+        (ask ``next_deadline()`` again after each pass and after using a
+        socket outside the loop's callbacks). Linux (epoll).
+        """
+        return self.__core.fileno()
 
     def stop(self) -> None:
         """End ``run()`` after the current pass; safe from signal handlers and other threads."""
-        self._stopping = True
-        self._wake()
+        core = self.__core
+        core.stopping = True
+        core.wake()
 
     def close(self) -> None:
         """Unregister everything, close the sockets the loop owns, and release the wake-up pipe.
@@ -347,186 +403,116 @@ class PollLoop:
         Called from a callback while ``run()`` runs, it stops the loop and
         closes it when ``run()`` returns.
         """
-        if self._closed:
+        core = self.__core
+        if core.closed:
             return
-        if self._running:
-            self._close_requested = True
+        if core.running or core.in_pass:
+            core.close_requested = True
             self.stop()
             return
-        self._closed = True
-        owned = list(self._owned.values())
-        self._handlers.clear()
-        self._events.clear()
-        self._owned.clear()
-        self._ready.clear()
-        self._items = None
+        core.closed = True
+        owned = list(core.owned.values())
+        core.handlers.clear()
+        core.events.clear()
+        core.owned.clear()
+        core.ready.clear()
+        core.items = None
         try:
             for target in owned:
                 _close_quietly(target)
         finally:
-            os.close(self._wake_r)
-            # The write end stays open until the loop is collected: another
-            # thread may be inside call_soon_threadsafe right now, and a closed
-            # descriptor number can be reused by an unrelated file at once.
-            # Writes to a pipe without a reader fail with EPIPE, which _wake ignores.
-            weakref.finalize(self, os.close, self._wake_w)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this PollLoop is closed")
+            try:
+                core.close()
+            finally:
+                os.close(core.wake_r)
+                # The write end stays open until the loop is collected: another
+                # thread may be inside call_soon_threadsafe right now, and a closed
+                # descriptor number can be reused by an unrelated file at once.
+                # Writes to a pipe without a reader fail with EPIPE, which wake() ignores.
+                weakref.finalize(self, os.close, core.wake_w)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.__core.closed
+
+    @property
+    def errors(self) -> int:
+        """Exceptions raised by callbacks so far (each handed to ``on_error`` once)."""
+        return self.__core.errors
+
+    @property
+    def refused(self) -> int:
+        """Messages refused by a reader's ``max_msg_size`` / ``max_frames`` so far."""
+        return self.__core.refused
 
     def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> Any:
         """Run ``callback(*args)`` as a loop callback when ``signum`` arrives (main thread only).
 
-        Returns the handler it replaced, for ``remove_signal_handler``.
+        Returns the handler it replaced; ``remove_signal_handler(signum)``
+        puts back the one that was there before the first
+        ``add_signal_handler`` for ``signum``.
         """
-        return signal.signal(signum, lambda _signum, _frame: self.call_soon_threadsafe(callback, *args))
+        _check_callable(callback)
+        previous = signal.signal(signum, lambda _signum, _frame: self.call_soon_threadsafe(callback, *args))
+        self.__core.signals.setdefault(signum, previous)
+        return previous
 
-    def remove_signal_handler(self, signum: int, previous: Any = signal.SIG_DFL) -> None:
-        """Put back ``previous`` (what ``add_signal_handler`` returned) for ``signum``."""
+    def remove_signal_handler(self, signum: int, previous: Any = _UNSET) -> None:
+        """Put back what ``signum`` had before ``add_signal_handler`` (or ``previous``, when given)."""
+        recorded = self.__core.signals.pop(signum, _UNSET)
+        if previous is _UNSET:
+            if recorded is _UNSET:
+                return  # no handler of this loop's for signum
+            previous = recorded
         signal.signal(signum, previous)
 
-    # ------------------------------------------------------------ internals
+    # --------------------------------------------------------- internals
 
-    def _run_once(self, timeout: Optional[float]) -> None:
-        # Phase 1: how long may we sleep? Only callbacks queued before this
-        # point run in this pass; those queued by this pass's callbacks wait.
-        ready = self._ready
-        queued = len(ready)
-        ms = self._poll_timeout_ms(timeout)
-        # Phase 2: poll.
-        events = self._poll(ms)
-        # Phase 3: dispatch — the only place where callbacks are called.
-        self._dispatch(events)
-        if self._timers:
-            self._run_timers()
-        for _ in range(queued):
-            handle = ready.popleft()
-            if not handle.cancelled:
-                self._call(handle)
+    def __check_open(self) -> None:
+        if self.__core.closed:
+            raise RuntimeError("this PollLoop is closed")
 
-    def _changed(self, key: Any) -> None:
-        """A registration changed: the cached poll item list is stale."""
-        self._items = None
+    def __refused(self, sock: zmq.Socket, frames: int, size: int) -> None:
+        core = self.__core
+        core.refused += 1
+        if worth_logging(core.refused):
+            log.warning(
+                "pollframe: %s: refused a message of %d frame(s), %d bytes (over max_msg_size or "
+                "max_frames); %d refused so far", safe_repr(sock), frames, size, core.refused,
+            )
 
-    def _poll(self, ms: int) -> List[Tuple[Any, int]]:
-        """``zmq_poll`` over the cached item list, rebuilt only after a registration changed."""
-        items = self._items
-        if items is None:
-            items = self._items = [(key, ev) for key, ev in self._events.items() if ev]
-        return zmq_poll(items, ms)
-
-    def _dispatch(self, events: List[Tuple[Any, int]]) -> None:
-        handlers = self._handlers
-        for key, revents in events:
-            handler = handlers.get(key)
-            if handler is not None:
-                try:
-                    handler(revents)
-                except Exception as exc:
-                    self._io_failed(key, exc)
-            elif isinstance(key, int):
-                self._drop_closed_sockets()
-
-    def _poll_timeout_ms(self, timeout: Optional[float]) -> int:
-        """Milliseconds to poll, rounded up so that a due timer is never polled past early."""
-        if self._ready or self._stopping:
-            return 0
-        deadline = self._timers.next_deadline()
-        if deadline is not None:
-            wait = max(deadline - self.time(), 0.0)
-            timeout = wait if timeout is None else min(wait, timeout)
-        if timeout is None:
-            return FOREVER
-        return to_ms(timeout) if timeout > 0 else 0
-
-    def _run_timers(self) -> None:
-        timers = self._timers
-        for timer in timers.pop_due(self.time()):
-            if timer.cancelled:
-                continue  # cancelled by an earlier callback of this same batch
-            if timer.interval is None:
-                self._call(timer)
-            else:
-                try:
-                    self._call(timer)
-                finally:
-                    timers.reschedule(timer, self.time())
-
-    def _call(self, handle: Timer) -> None:
-        callback, args = handle.callback, handle.args
-        if handle.interval is None:
-            handle.callback = handle.args = None
-            handle.cancelled = True
-        try:
-            callback(*args)  # type: ignore[misc]
-        except Exception as exc:
-            self.report(exc, f"callback {callback!r}")
-
-    def report(self, exc: BaseException, where: str) -> None:
-        """Apply the error policy (``on_error``, or log and count) to ``exc``, raised in ``where``."""
-        self.errors += 1
-        if self.on_error is not None:
-            self.on_error(exc, where)
-        else:
-            log.error("pollframe: exception in %s", where, exc_info=exc)
-
-    def _io_failed(self, key: Any, exc: BaseException) -> None:
-        """A handler's own read failed (not its callback): a closed socket is dropped, not retried."""
-        if isinstance(key, zmq.Socket) and key.closed:
-            self._drop_closed_sockets()
-            return
-        self.report(exc, f"I/O handler for {key!r}")
-
-    def _fd_handler(self, fd: int, callback: Callable[[int, int], Any]) -> EventHandler:
+    def __core_fd_handler(self, fd: int, callback: Callable[[int, int], Any]) -> EventHandler:
         """``callback(fd, revents)``; a descriptor closed while registered is dropped, not spun on."""
+        core = self.__core
 
         def handle(revents: int) -> None:
             if revents & _POLLERR and not _is_open(fd):
-                self.unregister(fd)
+                core.unregister(fd)
                 log.warning("pollframe: file descriptor %d was closed while registered; unregistered it", fd)
                 return
             callback(fd, revents)
 
         return handle
 
-    def _drop_closed_sockets(self) -> None:
-        """Unregister sockets closed while registered.
-
-        ``zmq_poll`` polls a closed pyzmq socket as file descriptor 0, so an
-        event on an unregistered descriptor is a sign to look for them (not
-        a sure one: when fd 0 is idle, nothing reports the closed socket,
-        which then only costs an idle poll item). Close a socket through
-        ``unregister`` or ``Stream.close`` instead.
-        """
-        for key in [key for key in self._handlers if isinstance(key, zmq.Socket) and key.closed]:
-            self.unregister(key)
-            log.warning("pollframe: %r was closed while registered; unregistered it", key)
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe already guarantees a wake-up; one without a reader has no loop to wake
-
-    def _drain_wakeups(self, revents: int) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _install_signal_wakeup(self) -> Optional[int]:
+    def __install_signal_wakeup(self) -> Optional[int]:
         if threading.current_thread() is not threading.main_thread():
             return None
         try:
-            return signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+            return signal.set_wakeup_fd(self.__core.wake_w, warn_on_full_buffer=False)
         except ValueError:
             return None
+
+
+def worth_logging(count: int) -> bool:
+    """Log the 1st, 10th, 100th, ... occurrence: a flood stays a handful of lines."""
+    while count % 10 == 0:
+        count //= 10
+    return count == 1
+
+
+def _check_callable(callback: Any) -> None:
+    if not callable(callback):
+        raise TypeError(f"a callback must be callable, not {safe_repr(callback)}")
 
 
 def _close_quietly(target: Any) -> None:

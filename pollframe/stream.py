@@ -59,7 +59,7 @@ class Stream:
         self.unroutable = 0
         self.dropped = 0
         # Only an edge-triggered loop needs to hear of sends; decide once, not per message.
-        self._touched = loop.touched if type(loop).touched is not PollLoop.touched else None
+        self._touched = loop.touched if loop.edge_triggered else None
         self._routes = sock.type == zmq.ROUTER
         self._queue: Deque[Sequence[Any]] = deque()
         self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None

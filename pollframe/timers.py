@@ -148,6 +148,15 @@ class TimerQueue:
         self._stored += 1
         heappush(self._heap, (timer.when, timer.seq, timer, None))
 
+    def restore(self, timers: List[Timer]) -> None:
+        """Put back timers that ``pop_due`` returned but that never ran (the pass was left early)."""
+        for timer in timers:
+            if timer.cancelled:
+                continue
+            timer._queue = self
+            self._stored += 1
+            heappush(self._heap, (timer.when, timer.seq, timer, None))
+
     def next_deadline(self) -> Optional[float]:
         """The deadline of the earliest live timer, or None when there is none."""
         heap = self._heap

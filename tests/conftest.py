@@ -7,10 +7,14 @@ registers it here when it is not (a checkout run with ``python -m pytest``).
 """
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 import zmq
 
 import pollframe.testing.plugin
+from pollframe.epoll import EpollLoop
+from pollframe.loop import PollLoop
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,10 +28,24 @@ def ctx(zmq_context):
     return zmq_context
 
 
+@pytest.fixture(params=[PollLoop, EpollLoop], ids=["PollLoop", "EpollLoop"])
+def loop_class(request):
+    """Each behaviour test of the loop and the stream runs on both loop classes."""
+    return request.param
+
+
 @pytest.fixture
-def loop(poll_loop):
-    """The loop under test; test_epoll.py overrides it to run the same tests on EpollLoop."""
-    return poll_loop
+def loop(loop_class):
+    """The loop under test, of each class in turn; closed at teardown."""
+    with closing(loop_class()) as made:
+        yield made
+
+
+@pytest.fixture
+def loop_on_clock(loop_class, fake_clock):
+    """The loop under test on ``fake_clock``."""
+    with closing(loop_class(clock=fake_clock)) as made:
+        yield made
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""EpollLoop: every loop and stream behaviour again, plus the edge-triggered ZMQ_FD rules."""
+"""EpollLoop's own rules: the edge-triggered ZMQ_FD (the behaviour tests run on it via ``loop_class``)."""
 from __future__ import annotations
 
 import pytest
@@ -6,16 +6,14 @@ import zmq
 
 from pollframe.epoll import EpollLoop
 from pollframe.stream import Stream
-from test_loop import *  # noqa: F401,F403  -- the loop's behaviour tests, run against EpollLoop
-from test_loop import run_until
-from test_stream import *  # noqa: F401,F403  -- the stream's behaviour tests, run against EpollLoop
+from pollframe.testing import run_until
 
 pytestmark = pytest.mark.timeout(20)
 
 
 @pytest.fixture
 def loop():
-    """Overrides the shared fixture, so the imported tests run on EpollLoop."""
+    """These tests are about EpollLoop alone."""
     epoll_loop = EpollLoop()
     yield epoll_loop
     epoll_loop.close()

@@ -10,7 +10,6 @@ import time
 import pytest
 import zmq
 
-from pollframe.loop import PollLoop
 from pollframe.testing import FakeClock, run_until
 
 pytestmark = pytest.mark.timeout(20)
@@ -54,9 +53,9 @@ def test_two_busy_sockets_both_progress_within_any_thousand_dispatches(ctx, loop
         assert "a" in window and "b" in window, f"a socket starved in dispatches {start}..{start + 1000}"
 
 
-def test_one_wake_up_drains_up_to_the_per_wake_cap_and_no_more(ctx, push_pull):
+def test_one_wake_up_drains_up_to_the_per_wake_cap_and_no_more(loop_class, ctx, push_pull):
     push, pull = push_pull
-    loop = PollLoop(max_drain=10)
+    loop = loop_class(max_drain=10)
     try:
         got = []
         loop.register(pull, got.append)
@@ -121,8 +120,8 @@ def test_a_cancelled_timer_never_fires(loop):
     assert fired == []
 
 
-def test_a_periodic_timer_whose_callback_raises_keeps_its_schedule(caplog):
-    loop = PollLoop()
+def test_a_periodic_timer_whose_callback_raises_keeps_its_schedule(loop_class, caplog):
+    loop = loop_class()
     try:
         calls = []
 
@@ -141,9 +140,9 @@ def test_a_periodic_timer_whose_callback_raises_keeps_its_schedule(caplog):
         loop.close()
 
 
-def test_missed_periods_are_skipped_not_bunched():
+def test_missed_periods_are_skipped_not_bunched(loop_class):
     clock = FakeClock(start=0.0)
-    loop = PollLoop(clock=clock)
+    loop = loop_class(clock=clock)
     try:
         calls = []
         loop.call_every(1.0, lambda: calls.append(clock()))
@@ -161,21 +160,26 @@ def test_missed_periods_are_skipped_not_bunched():
         loop.close()
 
 
-def test_an_idle_loop_with_a_timer_does_not_busy_wait():
-    passes = []
+def counting_clock(loop_class, **options):
+    """A loop whose time() hook counts its calls: every pass asks the clock at least once."""
+    class CountingLoop(loop_class):
+        calls = 0
 
-    class CountingLoop(PollLoop):
-        def _run_once(self, timeout):
-            passes.append(1)
-            super()._run_once(timeout)
+        def time(self):
+            self.calls += 1
+            return super().time()
 
-    loop = CountingLoop()
+    return CountingLoop(**options)
+
+
+def test_an_idle_loop_with_a_timer_does_not_busy_wait(loop_class):
+    loop = counting_clock(loop_class)
     try:
         loop.call_later(0.3, loop.stop)
         loop.run()
     finally:
         loop.close()
-    assert len(passes) <= 3, f"{len(passes)} passes to wait for one timer"
+    assert loop.calls <= 10, f"{loop.calls} clock readings to wait for one timer"
 
 
 def test_a_callback_that_raises_is_logged_and_later_messages_still_arrive(loop, push_pull, caplog):
@@ -198,10 +202,10 @@ def test_a_callback_that_raises_is_logged_and_later_messages_still_arrive(loop, 
     assert record.exc_info and "boom" in str(record.exc_info[1])
 
 
-def test_on_error_replaces_the_logging_policy(push_pull):
+def test_on_error_replaces_the_logging_policy(loop_class, push_pull):
     push, pull = push_pull
     seen = []
-    loop = PollLoop(on_error=lambda exc, where: seen.append(exc))
+    loop = loop_class(on_error=lambda exc, where: seen.append(exc))
     try:
         loop.register(pull, lambda frames: 1 / 0)
         push.send(b"x")
@@ -215,9 +219,9 @@ def reraise(exc, where):
     raise exc
 
 
-def test_an_on_error_that_raises_makes_errors_fatal_for_tests(push_pull):
+def test_an_on_error_that_raises_makes_errors_fatal_for_tests(loop_class, push_pull):
     push, pull = push_pull
-    loop = PollLoop(on_error=reraise)
+    loop = loop_class(on_error=reraise)
     try:
         loop.register(pull, lambda frames: 1 / 0)
         push.send(b"x")
@@ -267,15 +271,24 @@ def test_a_callback_that_unregisters_its_own_socket_ends_the_drain(loop, push_pu
     assert got == [[b"x"]]
 
 
-def test_a_socket_closed_behind_the_loops_back_is_not_fatal_and_not_read(loop, push_pull):
+@pytest.mark.parametrize("how", ["directly", "through a shadow"])
+def test_a_socket_closed_behind_the_loops_back_is_dropped_with_a_warning_not_spun_on(
+        loop_class, ctx, push_pull, caplog, how):
     push, pull = push_pull
-    got = []
-    loop.register(pull, got.append)
-    push.send(b"x")
-    pull.close(linger=0)
-    loop.run_once(0.1)
-    loop.run_once(0)
-    assert got == []
+    loop = counting_clock(loop_class)
+    try:
+        got = []
+        loop.register(pull, got.append)
+        loop.call_later(0.2, loop.stop)
+        push.send(b"x")
+        (zmq.Socket.shadow(pull.underlying) if how == "through a shadow" else pull).close(linger=0)
+        with caplog.at_level(logging.WARNING, logger="pollframe"):
+            loop.run()
+        assert got == [] and not loop.is_registered(pull)
+        assert "closed while registered" in caplog.text
+        assert loop.calls <= 20, f"{loop.calls} clock readings in 0.2 s: the loop spun"
+    finally:
+        loop.close()
 
 
 def test_call_soon_threadsafe_wakes_a_loop_blocked_in_a_long_poll(loop):
@@ -362,8 +375,8 @@ def test_callbacks_scheduled_during_a_pass_run_in_the_next_pass(loop):
     assert ran == ["once"]
 
 
-def test_close_closes_the_sockets_the_loop_was_asked_to_own(ctx):
-    loop = PollLoop()
+def test_close_closes_the_sockets_the_loop_was_asked_to_own(loop_class, ctx):
+    loop = loop_class()
     owned, borrowed = ctx.socket(zmq.PULL), ctx.socket(zmq.PULL)
     loop.register(owned, print, own=True)
     loop.register(borrowed, print)
@@ -408,8 +421,8 @@ def test_multipart_messages_are_drained_whole_after_single_message_wake_ups(loop
     assert got == [[b"a", b"1"]] + [[b"b", str(i).encode()] for i in range(10)]
 
 
-def test_a_timer_cancelled_by_an_earlier_timer_due_at_the_same_time_does_not_run(fake_clock):
-    loop = PollLoop(clock=fake_clock, on_error=reraise)
+def test_a_timer_cancelled_by_an_earlier_timer_due_at_the_same_time_does_not_run(loop_class, fake_clock):
+    loop = loop_class(clock=fake_clock, on_error=reraise)
     try:
         ran = []
         later = loop.call_later(1.0, ran.append, "cancelled")
@@ -421,8 +434,8 @@ def test_a_timer_cancelled_by_an_earlier_timer_due_at_the_same_time_does_not_run
         loop.close()
 
 
-def test_close_from_a_callback_stops_run_and_closes_the_loop_afterwards():
-    loop = PollLoop()
+def test_close_from_a_callback_stops_run_and_closes_the_loop_afterwards(loop_class):
+    loop = loop_class()
     loop.call_soon(loop.close)
     loop.call_later(5, loop.stop)  # a deadline should close() fail to end run()
     started = time.monotonic()
@@ -452,8 +465,8 @@ def test_a_callback_queued_by_an_io_callback_runs_in_the_next_pass(loop, push_pu
     assert ran == ["queued"]
 
 
-def test_close_closes_an_owned_plain_file_descriptor():
-    loop = PollLoop()
+def test_close_closes_an_owned_plain_file_descriptor(loop_class):
+    loop = loop_class()
     read_fd, write_fd = os.pipe()
     try:
         loop.register(read_fd, lambda fd, events: None, own=True)
@@ -475,21 +488,6 @@ def test_a_descriptor_closed_while_registered_is_dropped_not_spun_on(loop, caplo
     assert calls == [], "the callback is not called, pass after pass, with POLLERR"
 
 
-def test_a_subclass_may_supply_its_own_clock_by_overriding_time():
-    class ManualTimeLoop(PollLoop):
-        now = 100.0
-
-        def time(self):
-            return self.now
-
-    loop = ManualTimeLoop()
-    try:
-        timer = loop.call_later(1.0, print)
-        assert timer.when == 101.0
-    finally:
-        loop.close()
-
-
 def test_a_signal_handler_runs_as_a_loop_callback_and_can_be_removed(loop):
     seen = []
     previous = loop.add_signal_handler(signal.SIGUSR1, seen.append, "usr1")
@@ -500,3 +498,208 @@ def test_a_signal_handler_runs_as_a_loop_callback_and_can_be_removed(loop):
     finally:
         loop.remove_signal_handler(signal.SIGUSR1, previous)
     assert signal.getsignal(signal.SIGUSR1) is previous
+
+
+# ------------------------------------------------------------ the subclass contract
+
+
+class NameClashes:
+    """Mixed into a loop class: picks the names the loop's own state and pass once used."""
+
+    def __init__(self, sock):
+        super().__init__()
+        self._timers, self._events, self._ready, self._owned = "mine", "mine", "mine", "mine"
+        self._clock, self._handlers, self._items, self._wake_r = "mine", "mine", "mine", "mine"
+        self.got = []
+        self.register(sock, self._dispatch)
+
+    def _dispatch(self, frames):
+        self.got.append(frames)
+        self.call_soon(self._poll)
+
+    def _poll(self):
+        self.got.append("polled")
+
+    def _run_once(self, timeout):
+        raise AssertionError("the loop's pass is not a method of the subclass")
+
+    def _changed(self, key):
+        raise AssertionError("nor is its registration bookkeeping")
+
+
+def test_a_subclass_may_use_any_private_name_for_its_own_state_and_methods(loop_class, push_pull):
+    push, pull = push_pull
+    loop = type("NameClashLoop", (NameClashes, loop_class), {})(pull)
+    try:
+        push.send(b"x")
+        run_until(loop, lambda: loop.got == [[b"x"], "polled"])
+        assert loop._timers == "mine"
+    finally:
+        loop.close()
+
+
+def test_an_on_error_method_of_a_subclass_is_the_error_policy(loop_class):
+    seen = []
+
+    class Strict(loop_class):
+        def on_error(self, exc, where):
+            seen.append((type(exc), where))
+
+    loop = Strict()
+    try:
+        loop.call_soon(lambda: 1 / 0)
+        loop.run_once(0)
+        assert [kind for kind, _ in seen] == [ZeroDivisionError] and loop.errors == 1
+    finally:
+        loop.close()
+
+
+def test_a_subclass_that_forgot_super_init_gets_an_error_that_says_so(loop_class):
+    class Forgetful(loop_class):
+        def __init__(self):
+            self.mine = 1
+
+    loop = Forgetful()
+    with pytest.raises(RuntimeError, match=r"Forgetful did not call super\(\).__init__\(\)"):
+        loop.call_soon(print)
+    assert not hasattr(loop, "no_such_name"), "other missing names are plain AttributeErrors"
+
+
+def test_a_subclass_clock_set_through_time_drives_the_timers(loop_class):
+    class ManualTimeLoop(loop_class):
+        now = 100.0
+
+        def time(self):
+            return self.now
+
+    loop = ManualTimeLoop()
+    try:
+        fired = []
+        loop.call_later(1.0, fired.append, "due")
+        loop.run_once(0)
+        assert fired == []
+        loop.now = 101.0
+        loop.run_once(0)
+        assert fired == ["due"]
+    finally:
+        loop.close()
+
+
+def test_the_errors_count_is_read_only_so_a_subclass_cannot_reset_it_by_accident(loop):
+    with pytest.raises(AttributeError):
+        loop.errors = []
+
+
+# ------------------------------------------------------------ reader options
+
+
+@pytest.fixture
+def tcp_push_pull(ctx):
+    pull = ctx.socket(zmq.PULL)
+    pull.bind("tcp://127.0.0.1:*")
+    push = ctx.socket(zmq.PUSH)
+    push.connect(pull.last_endpoint)
+    return push, pull
+
+
+@pytest.mark.parametrize("multipart", [True, False])
+def test_asked_for_properties_the_callback_gets_each_messages_libzmq_properties(
+        loop, tcp_push_pull, multipart):
+    push, pull = tcp_push_pull
+    got = []
+    loop.register(pull, lambda msg, props: got.append((msg, props)), multipart=multipart,
+                  properties=("Peer-Address", "User-Id"))
+    push.send(b"hello")
+    run_until(loop, lambda: got)
+    message = [b"hello"] if multipart else b"hello"
+    assert got == [(message, {"Peer-Address": "127.0.0.1", "User-Id": None})]
+
+
+@pytest.mark.parametrize("limit, message", [
+    ({"max_msg_size": 10}, [b"x" * 6, b"y" * 6]),  # each frame fits; the whole does not
+    ({"max_frames": 3}, [b""] * 4),
+])
+def test_a_message_over_a_reader_limit_is_refused_counted_and_the_next_one_delivered(
+        loop, push_pull, caplog, limit, message):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append, **limit)
+    with caplog.at_level(logging.WARNING, logger="pollframe"):
+        push.send_multipart(message)
+        push.send_multipart([b"ok"])
+        run_until(loop, lambda: got)
+    assert got == [[b"ok"]]
+    assert loop.refused == 1 and loop.errors == 0
+    assert "refused a message" in caplog.text
+
+
+def test_refused_messages_are_logged_on_the_first_tenth_and_hundredth_only(loop, push_pull, caplog):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append, max_frames=1)
+    with caplog.at_level(logging.WARNING, logger="pollframe"):
+        for _ in range(100):
+            push.send_multipart([b"a", b"b"])
+        push.send(b"ok")
+        run_until(loop, lambda: got)
+    assert loop.refused == 100
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 3
+
+
+def test_a_limit_below_one_is_refused_at_registration(loop, push_pull):
+    with pytest.raises(ValueError, match="max_frames"):
+        loop.register(push_pull[1], print, max_frames=0)
+    assert not loop.is_registered(push_pull[1])
+
+
+# ------------------------------------------------------------ embedding: fileno and next_deadline
+
+
+def readable(fd, timeout=0.0):
+    import select
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def test_the_loops_descriptor_becomes_readable_when_a_message_arrives(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append)
+    fd = loop.fileno()
+    loop.run_once(0)
+    assert not readable(fd)
+    push.send(b"x")
+    assert readable(fd, 5.0)
+    loop.run_once(0)
+    assert got == [[b"x"]]
+
+
+def test_the_loops_descriptor_becomes_readable_when_another_thread_queues_a_callback(loop):
+    fd = loop.fileno()
+    assert not readable(fd)
+    threading.Thread(target=loop.call_soon_threadsafe, args=(print,)).start()
+    assert readable(fd, 5.0)
+
+
+def test_next_deadline_is_now_while_callbacks_wait_and_the_timer_after(fake_clock, loop_on_clock):
+    loop = loop_on_clock
+    timer = loop.call_later(5.0, print)
+    handle = loop.call_soon(print)
+    assert loop.next_deadline() == fake_clock()
+    handle.cancel()
+    loop.run_once(0)
+    assert loop.next_deadline() == timer.when
+
+
+def test_next_deadline_is_now_while_a_socket_holds_messages_a_pass_left_behind(ctx, push_pull, loop_on_clock):
+    push, pull = push_pull
+    loop = loop_on_clock
+    got = []
+    loop.register(pull, got.append)
+    for _ in range(loop.max_drain + 5):
+        push.send(b"x")
+    loop.run_once(1.0)
+    assert loop.next_deadline() == loop.time(), "messages are left: a pass is due"
+    loop.run_once(0)
+    loop.run_once(0)
+    assert len(got) == loop.max_drain + 5
+    assert loop.next_deadline() is None
