@@ -15,11 +15,25 @@ later reply, to every other peer, behind it. So a ROUTER message refused
 with ``EAGAIN`` is dropped, counted in ``dropped`` and logged, as is one
 for a peer that is gone (``unroutable``): the slow peer loses its replies,
 nobody else waits.
+
+REQ and REP keep their lockstep here, not in the caller. A REQ socket
+refuses a second request until the reply to the first has been read
+(``EFSM``); the stream queues it instead, and a REQ socket reports
+``POLLOUT`` exactly when it may send again, so the queue goes out as the
+replies come in. A REP socket that never answers a request can never
+receive again; a receive callback that raises before replying therefore
+gets ``error_reply`` sent for it (see :attr:`Stream.error_reply`).
+
+A Stream, like its socket, belongs to one thread: the one that made it.
+Every send checks the calling thread's id (one C call and a compare) and
+raises ``RuntimeError`` from any other; a thread that is not the loop's
+hands work to it with ``loop.call_soon_threadsafe``.
 """
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Sequence
 
@@ -37,6 +51,9 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+_EVENTS = int(zmq.EVENTS)
+_EFSM = zmq.EFSM
+_get_ident = threading.get_ident
 
 
 class QueueFull(RuntimeError):
@@ -44,10 +61,23 @@ class QueueFull(RuntimeError):
 
 
 class Stream:
-    """Wraps ``sock`` for use on ``loop``: ``on_recv`` callbacks and non-blocking, queued sends."""
+    """Wraps ``sock`` for use on ``loop``: ``on_recv`` callbacks and non-blocking, queued sends.
+
+    The thread that makes a Stream owns it: ``send*``, ``flush`` and
+    ``on_recv`` from any other thread raise ``RuntimeError``. Make the
+    stream in the thread that runs its loop, and reach it from other
+    threads with ``loop.call_soon_threadsafe(stream.send, data)``.
+    """
 
     #: Default bound of the send queue, in messages.
     max_queue: int = 10_000
+
+    #: What a REP stream sends for a request whose receive callback raised
+    #: before replying: one empty frame, the least a REP socket can send,
+    #: which any protocol can tell from a real answer. Set it (per class or
+    #: per stream) to your protocol's error message, e.g. pollframe's wire
+    #: error ``[b'["error",["request failed"],{}]']``.
+    error_reply: Sequence[bytes] = (b"",)
 
     def __init__(self, sock: zmq.Socket, loop: PollLoop, *, max_queue: Optional[int] = None) -> None:
         if max_queue is not None:
@@ -58,9 +88,16 @@ class Stream:
         self.loop = loop
         self.unroutable = 0
         self.dropped = 0
+        #: Requests a REP stream answered with ``error_reply`` because their callback raised.
+        self.error_replies = 0
+        # The owning thread's id; None once closed, so that one compare per
+        # send checks both (a thread id is never None).
+        self._owner: Optional[int] = _get_ident()
         # Only an edge-triggered loop needs to hear of sends; decide once, not per message.
         self._touched = loop.touched if loop.edge_triggered else None
         self._routes = sock.type == zmq.ROUTER
+        self._lockstep = sock.type == zmq.REQ  # a second request waits for the first reply
+        self._serves = sock.type == zmq.REP  # owes one reply per request
         self._queue: Deque[Sequence[Any]] = deque()
         self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None
         self._handler_for: Any = False  # the callback the registered handler was built for
@@ -69,16 +106,30 @@ class Stream:
     # ------------------------------------------------------------- receiving
 
     def on_recv(self, callback: Optional[Callable[[List[bytes]], Any]]) -> None:
-        """Call ``callback(frames)`` for each message; ``None`` pauses receiving."""
-        self._check_open()
+        """Call ``callback(frames)`` for each message; ``None`` pauses receiving.
+
+        On a REP stream the callback owes each request one reply. If it
+        raises before replying, :attr:`error_reply` is sent in its place
+        and counted in ``error_replies``, and the next request is served
+        (the exception still goes to the loop's error policy). If it
+        returns without replying, it may reply later (from a timer, or
+        another stream's callback): until it does, the REP socket receives
+        nothing.
+        """
+        self._check_owner()
         self._recv_callback = callback
         self._install()
 
     # --------------------------------------------------------------- sending
 
     def send_multipart(self, frames: Sequence[Any]) -> None:
-        """Send ``frames`` as one message now, or queue it if the socket cannot take it."""
-        self._check_open()
+        """Send ``frames`` as one message now, or queue it if the socket cannot take it.
+
+        On a REQ stream a request sent while the previous one awaits its
+        reply is queued and goes out when that reply has been received.
+        """
+        if _get_ident() != self._owner:
+            self._refuse()
         if self._queue:
             self._enqueue(frames)
             return
@@ -91,7 +142,10 @@ class Stream:
             self._enqueue(frames)
             self._install()
         except zmq.ZMQError as exc:
-            if not self._peer_gone(exc, frames):
+            if exc.errno == _EFSM and self._lockstep:
+                self._enqueue(frames)  # REQ awaits a reply; its POLLOUT says when it may send
+                self._install()
+            elif not self._peer_gone(exc, frames):
                 raise
         if self._touched is not None:
             self._touched(self.socket)
@@ -115,6 +169,8 @@ class Stream:
 
         Returns how many remain queued; they keep going out on ``POLLOUT``.
         """
+        if not self._closed:
+            self._check_owner()
         if self._queue and not self._closed:
             self._send_queued()
             self._install()
@@ -133,6 +189,7 @@ class Stream:
         if self._closed:
             return
         self._closed = True
+        self._owner = None
         try:
             self._send_queued()
             if self._queue:
@@ -166,6 +223,8 @@ class Stream:
             self.loop.watch(self.socket, self._make_handler(self._recv_callback), events)
 
     def _make_handler(self, callback: Optional[Callable[[List[bytes]], Any]]) -> Callable[[int], None]:
+        if callback is not None and self._serves:
+            callback = self._answering(callback)
         def handle(revents: int) -> None:
             if revents & _POLLOUT:
                 self._send_queued()
@@ -177,6 +236,32 @@ class Stream:
         read = None if callback is None else self.loop.reader(self.socket, callback, owner=handle)
         return handle
 
+    def _answering(self, callback: Callable[[List[bytes]], Any]) -> Callable[[List[bytes]], Any]:
+        """``callback`` for a REP stream: a request whose callback raised unanswered gets ``error_reply``."""
+
+        def serve(frames: List[bytes]) -> Any:
+            try:
+                return callback(frames)
+            except Exception:
+                self._answer_failed_request()
+                raise  # the loop's error policy logs and counts it
+
+        return serve
+
+    def _answer_failed_request(self) -> None:
+        # A REP socket reports POLLOUT exactly while it owes a reply, so this
+        # knows whether the callback replied (through the stream or the raw
+        # socket) without any bookkeeping on the hot path.
+        if self.closed or self._queue or not self.socket.get(_EVENTS) & _POLLOUT:
+            return
+        self.error_replies += 1
+        try:
+            _send_now(self.socket.send, self.error_reply)
+        except zmq.ZMQError as exc:
+            log.warning("pollframe: %r: error reply could not be sent: %s", self.socket, exc)
+            return
+        self._touch()
+
     def _send_queued(self) -> None:
         queue, send = self._queue, self.socket.send
         while queue:
@@ -185,6 +270,8 @@ class Stream:
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
+                if exc.errno == _EFSM and self._lockstep:
+                    return  # the REQ socket awaits the reply to the request it just sent
                 if not self._peer_gone(exc, queue[0]):
                     self.loop.report(exc, f"queued send on {self.socket!r}; message dropped")
             queue.popleft()
@@ -212,9 +299,19 @@ class Stream:
                         self.socket, _peer_id(frames), self.unroutable)
         return True
 
-    def _check_open(self) -> None:
+    def _check_owner(self) -> None:
+        if _get_ident() != self._owner:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        """Raise for a closed stream, or for a call from a thread that does not own it."""
         if self._closed:
             raise RuntimeError(f"{self.socket!r}: stream is closed")
+        raise RuntimeError(
+            f"{self.socket!r}: this Stream belongs to thread {self._owner} and was used from thread "
+            f"{_get_ident()} ({threading.current_thread().name}); zmq sockets are not thread-safe. "
+            "From another thread, hand the call to the loop: loop.call_soon_threadsafe(stream.send, data)"
+        )
 
     def __repr__(self) -> str:
         return f"<Stream {self.socket!r} queued={len(self._queue)}>"

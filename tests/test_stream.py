@@ -1,6 +1,8 @@
 """Stream: receive callbacks and sends that never block the loop."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 import zmq
 
@@ -139,3 +141,153 @@ def test_closing_a_stream_after_its_loop_still_closes_the_socket(ctx):
     loop.close()
     stream.close(linger=0)
     assert push.closed and stream.closed
+
+
+# ----------------------------------------------------- REQ and REP lockstep
+
+
+@pytest.fixture
+def rep_req(ctx):
+    """A bound REP and a REQ connected to it over inproc."""
+    rep = ctx.socket(zmq.REP)
+    rep.bind("inproc://rep-req")
+    req = ctx.socket(zmq.REQ)
+    req.connect("inproc://rep-req")
+    return rep, req
+
+
+def ask(loop, req, request):
+    """Send ``request`` on the raw REQ socket and run ``loop`` until its reply is in; return it."""
+    req.send(request)
+    run_until(loop, lambda: req.poll(0), what=f"a reply to {request!r}")
+    return req.recv_multipart()
+
+
+def test_a_rep_stream_whose_callback_raised_before_replying_sends_the_error_reply_and_serves_the_next(
+    loop, rep_req
+):
+    rep, req = rep_req
+    stream = Stream(rep, loop)
+
+    def serve(frames):
+        if frames == [b"bad"]:
+            raise ValueError("cannot serve this")
+        stream.send(b"ok " + frames[0])
+
+    stream.on_recv(serve)
+    assert ask(loop, req, b"bad") == [b""]
+    assert ask(loop, req, b"good") == [b"ok good"]
+    assert stream.error_replies == 1
+    assert loop.errors == 1, "the exception still goes to the loop's error policy"
+
+
+def test_a_rep_callback_that_raised_after_replying_gets_no_second_reply(loop, rep_req):
+    rep, req = rep_req
+    stream = Stream(rep, loop)
+
+    def reply_then_fail(frames):
+        stream.send(b"answered")
+        raise ValueError("after the reply")
+
+    stream.on_recv(reply_then_fail)
+    assert ask(loop, req, b"one") == [b"answered"]
+    assert ask(loop, req, b"two") == [b"answered"]
+    assert stream.error_replies == 0
+
+
+def test_the_error_reply_of_a_rep_stream_can_be_the_protocols_own_error_message(loop, rep_req):
+    rep, req = rep_req
+    stream = Stream(rep, loop)
+    stream.error_reply = [b'["error",["request failed"],{}]']
+    stream.on_recv(lambda frames: 1 / 0)
+    assert ask(loop, req, b"x") == [b'["error",["request failed"],{}]']
+
+
+def test_a_rep_callback_may_reply_later_and_the_socket_receives_nothing_until_it_does(loop, rep_req, ctx):
+    rep, req = rep_req
+    stream = Stream(rep, loop)
+    got = []
+    stream.on_recv(got.append)  # returns without replying
+    req.send(b"first")
+    run_until(loop, lambda: got)
+    other = ctx.socket(zmq.REQ)
+    other.connect("inproc://rep-req")
+    other.send(b"second")
+    for _ in range(3):
+        loop.run_once(0.01)
+    assert got == [[b"first"]], "a REP socket that owes a reply receives nothing"
+    stream.send(b"late reply")
+    assert req.poll(1000) and req.recv() == b"late reply"
+    run_until(loop, lambda: len(got) == 2)
+    assert got[1] == [b"second"]
+
+
+def test_a_second_request_on_a_req_stream_waits_for_the_first_reply_and_all_go_out_in_order(loop, rep_req):
+    rep, req = rep_req
+    stream = Stream(req, loop)
+    replies = []
+    stream.on_recv(replies.append)
+    for i in range(3):
+        stream.send(b"request %d" % i)  # no EFSM: the second and third wait their turn
+    assert stream.queued() == 2
+    served = []
+
+    def serve_one():
+        if rep.poll(0):
+            request = rep.recv()
+            served.append(request)
+            rep.send(b"reply to " + request)
+
+    ticker = loop.call_every(0.001, serve_one)
+    run_until(loop, lambda: len(replies) == 3)
+    ticker.cancel()
+    assert served == [b"request 0", b"request 1", b"request 2"]
+    assert replies == [[b"reply to request 0"], [b"reply to request 1"], [b"reply to request 2"]]
+    assert stream.queued() == 0
+
+
+# ------------------------------------------------------------------ threads
+
+
+def call_in_thread(fn, *args):
+    """Run ``fn(*args)`` in a new thread; return what it raised (None if nothing)."""
+    raised = []
+
+    def target():
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 -- handed back to the test
+            raised.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive()
+    return raised[0] if raised else None
+
+
+def test_sending_from_a_thread_that_does_not_own_the_stream_raises_and_sends_nothing(loop, push_pull):
+    push, pull = push_pull
+    stream = Stream(push, loop)
+    error = call_in_thread(stream.send, b"from another thread")
+    assert isinstance(error, RuntimeError)
+    assert "call_soon_threadsafe" in str(error)
+    assert not pull.poll(50), "nothing was sent"
+    assert stream.queued() == 0
+
+
+def test_on_recv_from_a_thread_that_does_not_own_the_stream_raises(loop, push_pull):
+    push, pull = push_pull
+    stream = Stream(pull, loop)
+    assert isinstance(call_in_thread(stream.on_recv, print), RuntimeError)
+    assert not loop.is_registered(pull)
+
+
+def test_a_stream_made_in_the_loops_thread_is_reached_from_another_through_call_soon_threadsafe(
+    loop, push_pull
+):
+    push, pull = push_pull
+    stream = Stream(push, loop)
+    assert call_in_thread(loop.call_soon_threadsafe, stream.send, b"handed over") is None
+    run_until(loop, lambda: pull.poll(0))
+    assert pull.recv() == b"handed over"
