@@ -22,6 +22,7 @@ from pollframe.errors import (
 from pollframe.handler import MessageHandler, message
 from pollframe.liveness import Liveness
 from pollframe.loop import PollLoop
+from pollframe.monitor import SocketEvent
 from pollframe.peers import PeerTable
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
 from pollframe.requester import Requester
@@ -50,6 +51,7 @@ __all__ = [
     "RequestTimeout",
     "Requester",
     "RequesterClosed",
+    "SocketEvent",
     "Stream",
     "Timer",
     "TooLarge",

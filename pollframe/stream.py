@@ -39,7 +39,8 @@ from typing import Any, Callable, Deque, List, Optional, Sequence
 
 import zmq
 
-from pollframe.loop import PollLoop
+from pollframe.loop import EventHandler, PollLoop
+from pollframe.monitor import Monitor, SocketEvent
 from pollframe.units import to_ms
 
 __all__ = ["Stream", "QueueFull"]
@@ -100,7 +101,14 @@ class Stream:
         self._serves = sock.type == zmq.REP  # owes one reply per request
         self._queue: Deque[Sequence[Any]] = deque()
         self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None
-        self._handler_for: Any = False  # the callback the registered handler was built for
+        # Handlers are built once per receive callback, and pause/resume only
+        # swap which one is registered: the drain of a reader stops as soon
+        # as its handler is no longer the registered one.
+        self._reading: Optional[EventHandler] = None  # reads with _recv_callback, sends the queue
+        self._writing: Optional[EventHandler] = None  # only sends the queue
+        self._installed: Optional[EventHandler] = None
+        self._paused = False
+        self._monitor: Optional[Monitor] = None
         self._closed = False
 
     # ------------------------------------------------------------- receiving
@@ -117,8 +125,62 @@ class Stream:
         nothing.
         """
         self._check_owner()
+        if callback is None:
+            self._reading = None
+        elif self._reading is None or callback != self._recv_callback:
+            # `!=`, not `is not`: `on_recv(self.method)` makes a new bound
+            # method each time, equal to the last one; it keeps its handler.
+            self._reading = self._make_handler(callback)
         self._recv_callback = callback
         self._install()
+
+    def pause(self) -> None:
+        """Stop reading until :meth:`resume`: messages wait in libzmq, whose HWM then pushes back.
+
+        Called from the receive callback, it also ends the drain in
+        progress: no further message is delivered in this pass. Sends go
+        on. Pausing a paused stream does nothing.
+        """
+        self._check_owner()
+        if not self._paused:
+            self._paused = True
+            self._install()
+
+    def resume(self) -> None:
+        """Read again with the receive callback the stream had; its handler is reused, not rebuilt."""
+        self._check_owner()
+        if self._paused:
+            self._paused = False
+            self._install()
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume` (``on_recv`` does not change it)."""
+        return self._paused
+
+    # ---------------------------------------------------------------- events
+
+    def on_event(
+        self, callback: Optional[Callable[[SocketEvent], Any]], events: Optional[int] = None
+    ) -> None:
+        """Call ``callback(event)`` on this loop for each libzmq monitor event of the socket.
+
+        ``event`` is a :class:`~pollframe.monitor.SocketEvent`: ``.name``
+        ("connected", "disconnected", "accepted", "handshake_failed_auth",
+        "closed", ...), ``.event`` (the ``zmq.EVENT_*`` int), ``.value``,
+        ``.endpoint`` and ``.reason`` (why a ``*_failed`` event failed).
+        ``events`` masks which ``zmq.EVENT_*`` to report (default all); it
+        is fixed when monitoring starts. ``None`` stops monitoring and closes
+        the monitor socket; so does :meth:`close`. Call it before
+        ``connect``/``bind`` to see their first events.
+        """
+        self._check_owner()
+        if callback is None:
+            self._stop_monitor()
+        elif self._monitor is None:
+            self._monitor = Monitor(self.socket, self.loop, callback, events)
+        else:
+            self._monitor.callback = callback
 
     # --------------------------------------------------------------- sending
 
@@ -191,6 +253,7 @@ class Stream:
         self._closed = True
         self._owner = None
         try:
+            self._stop_monitor()
             self._send_queued()
             if self._queue:
                 log.warning("pollframe: %r closed with %d unsent message(s)", self.socket, len(self._queue))
@@ -212,17 +275,29 @@ class Stream:
     def _install(self) -> None:
         """Poll for what this stream needs now: POLLIN while receiving, POLLOUT while queued.
 
-        A new receive callback gets a new handler, which also ends a drain
-        that is running for the old one.
+        Registering another handler (a new receive callback, a pause) also
+        ends a drain that is running for the old one.
         """
-        events = (_POLLIN if self._recv_callback is not None else 0) | (_POLLOUT if self._queue else 0)
-        if self._handler_for is self._recv_callback and self.loop.is_registered(self.socket):
+        handler = self._reading if not self._paused else None
+        events = _POLLOUT if self._queue else 0
+        if handler is not None:
+            events |= _POLLIN
+        else:
+            handler = self._writing
+            if handler is None:
+                handler = self._writing = self._make_handler(None)
+        if self._installed is handler and self.loop.is_registered(self.socket):
             self.loop.set_events(self.socket, events)
         else:
-            self._handler_for = self._recv_callback
-            self.loop.watch(self.socket, self._make_handler(self._recv_callback), events)
+            self._installed = handler
+            self.loop.watch(self.socket, handler, events)
 
-    def _make_handler(self, callback: Optional[Callable[[List[bytes]], Any]]) -> Callable[[int], None]:
+    def _stop_monitor(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.close()
+
+    def _make_handler(self, callback: Optional[Callable[[List[bytes]], Any]]) -> EventHandler:
         if callback is not None and self._serves:
             callback = self._answering(callback)
         def handle(revents: int) -> None:
@@ -252,7 +327,7 @@ class Stream:
         # A REP socket reports POLLOUT exactly while it owes a reply, so this
         # knows whether the callback replied (through the stream or the raw
         # socket) without any bookkeeping on the hot path.
-        if self.closed or self._queue or not self.socket.get(_EVENTS) & _POLLOUT:
+        if self.closed or self._queue or not int(self.socket.get(_EVENTS)) & _POLLOUT:
             return
         self.error_replies += 1
         try:

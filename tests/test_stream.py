@@ -291,3 +291,88 @@ def test_a_stream_made_in_the_loops_thread_is_reached_from_another_through_call_
     assert call_in_thread(loop.call_soon_threadsafe, stream.send, b"handed over") is None
     run_until(loop, lambda: pull.poll(0))
     assert pull.recv() == b"handed over"
+
+
+# ------------------------------------------------------------- pause/resume
+
+
+def test_a_paused_stream_delivers_nothing_until_resumed_then_everything_in_order(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    stream = Stream(pull, loop)
+    stream.on_recv(got.append)
+    stream.pause()
+    assert stream.paused
+    for i in range(3):
+        push.send(b"%d" % i)
+    for _ in range(3):
+        loop.run_once(0.01)
+    assert got == []
+    stream.resume()
+    assert not stream.paused
+    run_until(loop, lambda: len(got) == 3)
+    assert got == [[b"0"], [b"1"], [b"2"]]
+
+
+def test_pause_from_inside_the_callback_ends_the_drain_at_once(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    stream = Stream(pull, loop)
+
+    def first_only(frames):
+        got.append(frames)
+        stream.pause()
+
+    stream.on_recv(first_only)
+    for i in range(5):
+        push.send(b"%d" % i)
+    run_until(loop, lambda: got)
+    loop.run_once(0)
+    assert got == [[b"0"]]
+
+
+def test_resuming_reuses_the_handler_and_builds_no_new_reader(loop, push_pull, monkeypatch):
+    push, pull = push_pull
+    built = []
+    real_reader = loop.reader
+    monkeypatch.setattr(loop, "reader", lambda *a, **kw: built.append(a) or real_reader(*a, **kw))
+
+    class Consumer:
+        def __init__(self):
+            self.got = []
+
+        def take(self, frames):
+            self.got.append(frames)
+
+    consumer = Consumer()
+    stream = Stream(pull, loop)
+    stream.on_recv(consumer.take)
+    for _ in range(3):
+        stream.pause()
+        stream.resume()
+    stream.on_recv(consumer.take)  # a new bound method, equal to the last: same handler
+    assert len(built) == 1
+    push.send(b"still read")
+    run_until(loop, lambda: consumer.got)
+    assert consumer.got == [[b"still read"]]
+
+
+def test_a_paused_stream_still_sends_its_queue(ctx, loop, tmp_path):
+    endpoint = f"ipc://{tmp_path}/paused"
+    mine = ctx.socket(zmq.DEALER)
+    mine.sndhwm = 1
+    mine.bind(endpoint)
+    stream = Stream(mine, loop)
+    got = []
+    stream.on_recv(got.append)
+    for i in range(20):
+        stream.send(b"%d" % i)  # nobody is connected: queued
+    stream.pause()
+    peer = ctx.socket(zmq.DEALER)
+    peer.connect(endpoint)
+    peer.send(b"to the paused stream")
+    received = []
+    loop.register(peer, received.append)
+    run_until(loop, lambda: len(received) == 20)
+    assert stream.queued() == 0
+    assert got == [], "paused: nothing read"
