@@ -35,7 +35,7 @@ import json
 import logging
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Sequence
+from typing import Any, Callable, Deque, Optional, Sequence, Tuple
 
 import zmq
 
@@ -74,22 +74,42 @@ class Stream:
     max_queue: int = 10_000
 
     #: What a REP stream sends for a request whose receive callback raised
-    #: before replying: one empty frame, the least a REP socket can send,
+    #: before replying, or that its limits refused: one empty frame, the least a REP socket can send,
     #: which any protocol can tell from a real answer. Set it (per class or
     #: per stream) to your protocol's error message, e.g. pollframe's wire
     #: error ``[b'["error",["request failed"],{}]']``.
     error_reply: Sequence[bytes] = (b"",)
 
-    def __init__(self, sock: zmq.Socket, loop: PollLoop, *, max_queue: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        sock: zmq.Socket,
+        loop: PollLoop,
+        *,
+        max_queue: Optional[int] = None,
+        max_msg_size: Optional[int] = None,
+        max_frames: Optional[int] = None,
+    ) -> None:
+        """``max_msg_size`` (bytes, a whole message) and ``max_frames`` bound what is read.
+
+        A bigger message is discarded at the reader before any copy,
+        counted in ``loop.refused`` and never reaches the callback; a REP
+        stream answers it with :attr:`error_reply`.
+        """
         if max_queue is not None:
             if max_queue < 1:
                 raise ValueError(f"max_queue must be at least 1, not {max_queue}")
             self.max_queue = max_queue
+        for name, value in (("max_msg_size", max_msg_size), ("max_frames", max_frames)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None: no limit), not {value!r}")
+        self.max_msg_size = max_msg_size
+        self.max_frames = max_frames
         self.socket = sock
         self.loop = loop
         self.unroutable = 0
         self.dropped = 0
-        #: Requests a REP stream answered with ``error_reply`` because their callback raised.
+        #: Requests a REP stream answered with ``error_reply``: their callback raised, or the
+        #: reader refused them (``max_msg_size``, ``max_frames``).
         self.error_replies = 0
         # The owning thread's id; None once closed, so that one compare per
         # send checks both (a thread id is never None).
@@ -100,7 +120,8 @@ class Stream:
         self._lockstep = sock.type == zmq.REQ  # a second request waits for the first reply
         self._serves = sock.type == zmq.REP  # owes one reply per request
         self._queue: Deque[Sequence[Any]] = deque()
-        self._recv_callback: Optional[Callable[[List[bytes]], Any]] = None
+        self._recv_callback: Optional[Callable[..., Any]] = None
+        self._properties: Tuple[str, ...] = ()
         # Handlers are built once per receive callback, and pause/resume only
         # swap which one is registered: the drain of a reader stops as soon
         # as its handler is no longer the registered one.
@@ -113,8 +134,12 @@ class Stream:
 
     # ------------------------------------------------------------- receiving
 
-    def on_recv(self, callback: Optional[Callable[[List[bytes]], Any]]) -> None:
-        """Call ``callback(frames)`` for each message; ``None`` pauses receiving.
+    def on_recv(self, callback: Optional[Callable[..., Any]], *, properties: Sequence[str] = ()) -> None:
+        """Call ``callback(frames)`` for each message; ``None`` stops receiving.
+
+        With ``properties`` (e.g. ``("User-Id", "Peer-Address")``) the call
+        is ``callback(frames, props)``, ``props`` mapping each name to the
+        message's libzmq property (None where it has none).
 
         On a REP stream the callback owes each request one reply. If it
         raises before replying, :attr:`error_reply` is sent in its place
@@ -125,13 +150,17 @@ class Stream:
         nothing.
         """
         self._check_owner()
+        if isinstance(properties, str):
+            raise TypeError(f"properties is a sequence of names, not the string {properties!r}")
+        names = tuple(properties)
         if callback is None:
             self._reading = None
-        elif self._reading is None or callback != self._recv_callback:
+        elif self._reading is None or callback != self._recv_callback or names != self._properties:
             # `!=`, not `is not`: `on_recv(self.method)` makes a new bound
             # method each time, equal to the last one; it keeps its handler.
-            self._reading = self._make_handler(callback)
+            self._reading = self._make_handler(callback, names)
         self._recv_callback = callback
+        self._properties = names
         self._install()
 
     def pause(self) -> None:
@@ -297,9 +326,11 @@ class Stream:
         if monitor is not None:
             monitor.close()
 
-    def _make_handler(self, callback: Optional[Callable[[List[bytes]], Any]]) -> EventHandler:
-        if callback is not None and self._serves:
-            callback = self._answering(callback)
+    def _make_handler(
+        self, callback: Optional[Callable[..., Any]], properties: Tuple[str, ...] = ()
+    ) -> EventHandler:
+        limited = self.max_msg_size is not None or self.max_frames is not None
+
         def handle(revents: int) -> None:
             if revents & _POLLOUT:
                 self._send_queued()
@@ -308,15 +339,33 @@ class Stream:
             if revents & _POLLIN and read is not None:
                 read(revents)
 
-        read = None if callback is None else self.loop.reader(self.socket, callback, owner=handle)
-        return handle
+        def handle_rep(revents: int) -> None:
+            if revents & _POLLOUT:
+                self._send_queued()
+                if not self._queue:
+                    self._install()
+            if revents & _POLLIN and read is not None:
+                refused = self.loop.refused
+                read(revents)
+                if self.loop.refused != refused:
+                    self._answer_failed_request()  # a refused request still owes its REP reply
 
-    def _answering(self, callback: Callable[[List[bytes]], Any]) -> Callable[[List[bytes]], Any]:
+        if callback is None:
+            read = None
+            return handle
+        if self._serves:
+            callback = self._answering(callback)
+        owner = handle_rep if self._serves and limited else handle
+        read = self.loop.reader(self.socket, callback, owner=owner, properties=properties,
+                                max_msg_size=self.max_msg_size, max_frames=self.max_frames)
+        return owner
+
+    def _answering(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         """``callback`` for a REP stream: a request whose callback raised unanswered gets ``error_reply``."""
 
-        def serve(frames: List[bytes]) -> Any:
+        def serve(*message: Any) -> Any:
             try:
-                return callback(frames)
+                return callback(*message)
             except Exception:
                 self._answer_failed_request()
                 raise  # the loop's error policy logs and counts it

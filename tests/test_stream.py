@@ -376,3 +376,41 @@ def test_a_paused_stream_still_sends_its_queue(ctx, loop, tmp_path):
     run_until(loop, lambda: len(received) == 20)
     assert stream.queued() == 0
     assert got == [], "paused: nothing read"
+
+
+# ---------------------------------------------------------- reader options
+
+
+def test_on_recv_with_properties_passes_each_messages_libzmq_properties(ctx, loop, tmp_path):
+    endpoint = f"ipc://{tmp_path}/props"
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(endpoint)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(endpoint)
+    got = []
+    Stream(pull, loop).on_recv(lambda frames, props: got.append((frames, props)),
+                               properties=("Socket-Type", "User-Id"))
+    push.send(b"x")
+    run_until(loop, lambda: got)
+    assert got == [([b"x"], {"Socket-Type": "PUSH", "User-Id": None})]
+
+
+def test_a_message_over_the_streams_limits_never_reaches_the_callback_and_the_next_one_does(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    Stream(pull, loop, max_msg_size=10, max_frames=2).on_recv(got.append)
+    push.send(b"x" * 11)
+    push.send_multipart([b"a", b"b", b"c"])
+    push.send(b"fits")
+    run_until(loop, lambda: got)
+    assert got == [[b"fits"]]
+    assert loop.refused == 2
+
+
+def test_a_rep_stream_answers_a_request_its_limits_refused_and_serves_the_next(loop, rep_req):
+    rep, req = rep_req
+    stream = Stream(rep, loop, max_msg_size=10)
+    stream.on_recv(lambda frames: stream.send(b"ok"))
+    assert ask(loop, req, b"x" * 11) == [b""]
+    assert ask(loop, req, b"small") == [b"ok"]
+    assert stream.error_replies == 1 and loop.refused == 1
