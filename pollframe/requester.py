@@ -60,6 +60,7 @@ from pollframe.errors import (
     worth_logging,
 )
 from pollframe.loop import PollLoop
+from pollframe.tasks import Waiter
 from pollframe.timers import Timer
 
 __all__ = ["Pending", "Requester"]
@@ -232,6 +233,19 @@ class Requester:
         else:
             self._waiting.append(p)
         return p
+
+    def call(self, msg_type: str, /, *args: Any, **kwargs: Any) -> Waiter:
+        """Inside a task, ``reply = await req.call("ping", 3)``: the reply triple, or the error raised.
+
+        The request is sent at once, when ``call`` is called. Raises the
+        errors of :meth:`request`; the await raises those of ``on_error``.
+        A task cancelled (or timed out by :func:`~pollframe.tasks.wait_for`)
+        while it awaits cancels the request.
+        """
+        waiter = Waiter()
+        waiter.on_cancel = self.send_request(msg_type, args, kwargs, waiter.set_result,
+                                             waiter.set_exception).cancel
+        return waiter
 
     def pending(self) -> int:
         """Requests still waiting for their outcome (sent, or waiting their turn)."""
