@@ -33,12 +33,14 @@ import signal
 import threading
 import time
 import weakref
-from typing import Any, Callable, Optional, Sequence, Type, Union
+from typing import Any, Callable, Coroutine, Optional, Sequence, Type, Union
 
 import zmq
 
+from pollframe import tasks
 from pollframe.core import Core, safe_repr
 from pollframe.readers import make_reader
+from pollframe.tasks import Task, Waiter
 from pollframe.timers import Timer
 
 __all__ = ["PollLoop", "Timer"]
@@ -410,6 +412,7 @@ class PollLoop:
             core.close_requested = True
             self.stop()
             return
+        tasks.cancel_all(self)  # first: their finally blocks may still use the loop
         core.closed = True
         owned = list(core.owned.values())
         core.handlers.clear()
@@ -503,6 +506,16 @@ class PollLoop:
             return None
 
 
+    # --------------------------------------------------------- coroutines
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: Optional[str] = None) -> Task[Any]:
+        """Run ``coro`` (an ``async def`` called) as a task on this loop; see :mod:`pollframe.tasks`."""
+        return tasks.spawn(self, coro, name)
+
+    def sleep(self, seconds: float) -> Waiter:
+        """Inside a task, ``await loop.sleep(seconds)`` resumes it that many seconds from now."""
+        return tasks.sleep(self, seconds)
+
 def worth_logging(count: int) -> bool:
     """Log the 1st, 10th, 100th, ... occurrence: a flood stays a handful of lines."""
     while count % 10 == 0:
@@ -513,6 +526,7 @@ def worth_logging(count: int) -> bool:
 def _check_callable(callback: Any) -> None:
     if not callable(callback):
         raise TypeError(f"a callback must be callable, not {safe_repr(callback)}")
+    tasks.refuse_coroutine_function(callback)
 
 
 def _close_quietly(target: Any) -> None:

@@ -138,7 +138,9 @@ class Task(Awaitable[T]):
     __slots__ = ("_coro", "loop", "name", "_state", "_result", "_exc", "_callbacks", "_waiting",
                  "_throw_next", "__weakref__")
 
-    def __init__(self, coro: Coroutine[Any, Any, T], loop: Optional[Loop], name: Optional[str] = None) -> None:
+    def __init__(
+        self, coro: Coroutine[Any, Any, T], loop: Optional[Loop], name: Optional[str] = None
+    ) -> None:
         if not hasattr(coro, "send") or not hasattr(coro, "throw"):
             raise TypeError(f"a task runs a coroutine (an async def called), not {coro!r}")
         self._coro = coro
@@ -168,7 +170,7 @@ class Task(Awaitable[T]):
             raise Cancelled(f"task {self.name} was cancelled")
         if self._exc is not None:
             raise self._exc
-        return self._result  # type: ignore[no-any-return]
+        return self._result
 
     def exception(self) -> Optional[BaseException]:
         """What the coroutine raised (None if it returned); RuntimeError if not done."""
@@ -347,13 +349,15 @@ def cancel_all(loop: Any) -> int:
     return count
 
 
-def refuse_coroutine_function(callback: Any, where: str) -> None:
+def refuse_coroutine_function(callback: Any) -> None:
     """Raise TypeError if ``callback`` is an ``async def``: calling it would only make a coroutine.
 
-    Checked once, where a callback is registered, so that the mistake fails
-    at the line that made it instead of being dropped silently each call.
+    The loop checks every callback where it is registered (``call_soon``,
+    ``call_later``, ``register``, ``Stream.on_recv``, ...), so that the
+    mistake fails at the line that made it instead of being dropped silently
+    at each call. A ``functools.partial`` of one is not seen through.
     """
     code = getattr(callback, "__code__", None)
-    if type(code) is CodeType and code.co_flags & _CO_COROUTINE:
-        raise TypeError(f"{where}: {callback!r} is an async def; calling it only makes a coroutine, "
-                        "which would never run: run it with loop.spawn(fn(...))")
+    if code is not None and type(code) is CodeType and code.co_flags & _CO_COROUTINE:
+        raise TypeError(f"{callback!r} is an async def: calling it only makes a coroutine, which would "
+                        "never run; run it as a task: loop.spawn(fn(...))")

@@ -17,6 +17,7 @@ import zmq
 from pollframe.errors import RemoteError, RequestTimeout
 from pollframe.loop import PollLoop
 from pollframe.requester import Requester
+from pollframe.stream import Stream
 from pollframe.tasks import Cancelled, Timeout, Waiter, current_task, wait_for
 from pollframe.testing import run_for, run_until
 
@@ -247,3 +248,26 @@ def test_a_done_callback_added_after_the_end_is_called_at_once(clocked_loop):
     called = []
     task.add_done_callback(called.append)
     assert called == [task]
+
+
+@pytest.mark.parametrize("register", [
+    lambda loop, ctx, cb: loop.call_soon(cb),
+    lambda loop, ctx, cb: loop.call_later(1.0, cb),
+    lambda loop, ctx, cb: loop.call_every(1.0, cb),
+    lambda loop, ctx, cb: loop.register(ctx.socket(zmq.PULL), cb),
+    lambda loop, ctx, cb: Stream(ctx.socket(zmq.PULL), loop).on_recv(cb),
+], ids=["call_soon", "call_later", "call_every", "register", "Stream.on_recv"])
+def test_an_async_def_given_as_a_plain_callback_is_refused_at_once_pointing_to_spawn(
+    clocked_loop, zmq_context, register
+):
+    async def handler(*args: Any) -> None:
+        pass
+
+    class Owner:
+        async def method(self, *args: Any) -> None:
+            pass
+
+    for callback in (handler, Owner().method):
+        with pytest.raises(TypeError, match=r"async def.*loop\.spawn"):
+            register(clocked_loop, zmq_context, callback)
+    assert clocked_loop.next_deadline() is None  # nothing was scheduled
