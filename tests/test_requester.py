@@ -434,15 +434,19 @@ def test_a_thousand_pipelined_requests_with_64_in_flight_each_reach_their_own_ca
 
 
 @pytest.mark.timeout(30)
-def test_the_readme_requester_example_prints_the_reply_and_exits_zero():
+def test_the_readme_requester_and_coroutine_examples_print_their_replies_and_exit_zero():
     import re
     import subprocess
     import sys
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = r"## Calling another process from the loop\n.*?```python\n(.*?)```"
-    code = re.search(section, readme, re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "('pong', [3], {})\n"
+    section = readme[readme.index("## Calling another process"):readme.index("## Who is still there")]
+    first, coroutines = re.findall(r"```python\n(.*?)```", section, re.S)
+    setup, teardown = first.rsplit("req.close()", 1)
+    for code, printed in ((first, "('pong', [3], {})\n"),
+                          (setup + coroutines + "req.close()" + teardown,
+                           "('pong', [3], {})\n[('pong', [0], {}), ('pong', [1], {}), ('pong', [2], {})]\n")):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == printed
