@@ -141,6 +141,7 @@ class RequestClient:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._closed
 
     @property

@@ -64,7 +64,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ReplyStream(Protocol):
     """Anything replies can be sent on: a Stream, a zmq socket, a fake."""
 
-    def send_multipart(self, frames: list[bytes]) -> Any: ...
+    def send_multipart(self, frames: list[bytes]) -> Any:
+        """Send one message of ``frames``."""
 
 
 def _check_type_name(msg_type: str) -> None:

@@ -112,10 +112,12 @@ class Liveness:
 
     @property
     def gone(self) -> bool:
+        """True once :meth:`check` or :meth:`lost` declared the peer gone, until it is heard from again."""
         return self._gone
 
     @property
     def paused(self) -> bool:
+        """True while the peer is paused: missed intervals are not counted."""
         return self._paused
 
     def missed(self, now: float) -> int:

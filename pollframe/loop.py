@@ -436,6 +436,7 @@ class PollLoop:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run; a closed loop refuses new work."""
         return self.__core.closed
 
     @property

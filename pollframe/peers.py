@@ -110,6 +110,7 @@ class PeerTable:
         return list(self._idle)
 
     def is_idle(self, peer: bytes) -> bool:
+        """True if ``peer`` is waiting for work."""
         return peer in self._idle
 
     def last_seen(self, peer: bytes) -> Optional[float]:

@@ -275,6 +275,7 @@ class Requester:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._closed
 
     @property

@@ -246,9 +246,11 @@ class Stream:
         self.send_multipart((data,))
 
     def send_string(self, text: str, encoding: str = "utf-8") -> None:
+        """Send ``text`` as one frame, encoded with ``encoding``."""
         self.send_multipart((text.encode(encoding),))
 
     def send_json(self, obj: Any) -> None:
+        """Send ``obj`` as one frame of compact JSON."""
         self.send_multipart((json.dumps(obj, separators=(",", ":")).encode(),))
 
     def queued(self) -> int:
@@ -293,6 +295,7 @@ class Stream:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run or the socket was closed elsewhere."""
         return self._closed or self.socket.closed
 
     # ------------------------------------------------------------ internals

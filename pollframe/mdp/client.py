@@ -55,6 +55,7 @@ class Client:
 
     @property
     def endpoint(self) -> str:
+        """The broker endpoint the client sends its requests to."""
         return self._requests.endpoint
 
     @property
@@ -63,6 +64,7 @@ class Client:
         return self._requests.timeouts
 
     def close(self) -> None:
+        """Close the client's socket (and its context, if it made one)."""
         self._requests.close()
 
     def __enter__(self) -> "Client":

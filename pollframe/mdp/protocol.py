@@ -107,14 +107,17 @@ def command_name(command: bytes) -> str:
 
 
 def ready(service: bytes) -> Frames:
+    """The READY frames a worker sends to offer ``service``."""
     return [b"", WORKER, READY, service]
 
 
 def worker_request(client: bytes, body: Sequence[bytes]) -> Frames:
+    """The REQUEST frames the broker sends a worker: the client's address, an empty frame, the body."""
     return [b"", WORKER, REQUEST, client, b"", *body]
 
 
 def worker_reply(client: bytes, body: Sequence[bytes]) -> Frames:
+    """The REPLY frames a worker sends the broker for ``client``'s request."""
     return [b"", WORKER, REPLY, client, b"", *body]
 
 

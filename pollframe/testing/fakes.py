@@ -36,22 +36,28 @@ class FakeStream:
     # ------------------------------------------------------------- sending
 
     def send_multipart(self, frames: Sequence[Any]) -> None:
+        """Record ``frames`` in :attr:`sent` as ``bytes``; a closed stream raises."""
         self._check_open()
         self.sent.append([_as_bytes(frame) for frame in frames])
 
     def send(self, data: Any) -> None:
+        """Record a one-frame message."""
         self.send_multipart([data])
 
     def send_string(self, text: str, encoding: str = "utf-8") -> None:
+        """Record ``text`` as one frame, encoded with ``encoding``."""
         self.send_multipart([text.encode(encoding)])
 
     def send_json(self, obj: Any) -> None:
+        """Record ``obj`` as one frame of compact JSON, as :meth:`Stream.send_json` sends it."""
         self.send_multipart([json.dumps(obj, separators=(",", ":")).encode()])
 
     def flush(self) -> int:
+        """Nothing is ever queued: always 0, as a Stream with an empty queue returns."""
         return 0
 
     def queued(self) -> int:
+        """Nothing is ever queued: always 0."""
         return 0
 
     def close(self, linger: Optional[float] = None) -> None:
@@ -60,15 +66,18 @@ class FakeStream:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._closed
 
     # ----------------------------------------------------------- receiving
 
     def on_recv(self, callback: Optional[Callable[[List[bytes]], Any]]) -> None:
+        """Keep ``callback`` for :meth:`deliver` (``None`` stops receiving), as Stream.on_recv does."""
         self._check_open()
         self._callback = callback
 
     def receiving(self) -> bool:
+        """True while a callback is set."""
         return self._callback is not None
 
     def deliver(self, frames: Sequence[Any]) -> None:
@@ -116,6 +125,7 @@ class FakeClock:
         return self._ns / 1e9
 
     def time(self) -> float:
+        """The time in seconds; the same as calling the clock."""
         return self()
 
     def advance(self, seconds: float) -> float:

@@ -64,6 +64,7 @@ class RunningProcess:
 
     @property
     def pid(self) -> Optional[int]:
+        """The process id; None before it started."""
         return self.process.pid
 
     @property
@@ -72,6 +73,7 @@ class RunningProcess:
         return self.process.exitcode
 
     def describe(self) -> str:
+        """The process's class and pid, as failure messages name it."""
         return f"{type(self.process).__name__} (pid {self.process.pid})"
 
     def shutdown(self) -> Optional[int]:

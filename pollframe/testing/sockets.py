@@ -76,6 +76,7 @@ class TimedSocket:
         return bound
 
     def connect(self, endpoint: str) -> str:
+        """Connect to ``endpoint``, remembered for failure messages; return it."""
         self.socket.connect(endpoint)
         self.endpoints.append(f"connected to {endpoint}")
         return endpoint
@@ -106,6 +107,7 @@ class TimedSocket:
 
     def recv_string(self, timeout: Optional[float] = None, *, expect: str = "a message",
                     encoding: str = "utf-8") -> str:
+        """A one-frame message decoded with ``encoding``; fails as :meth:`recv` does."""
         __tracebackhide__ = True
         return self.recv(timeout, expect=expect).decode(encoding)
 
@@ -144,14 +146,17 @@ class TimedSocket:
                                 f"(EAGAIN){self._send_hint()}") from None
 
     def send(self, data: Any, timeout: Optional[float] = None) -> None:
+        """Send a one-frame message; fails as :meth:`send_multipart` does."""
         __tracebackhide__ = True
         self.send_multipart([data], timeout)
 
     def send_string(self, text: str, timeout: Optional[float] = None, encoding: str = "utf-8") -> None:
+        """Send ``text`` as one frame, encoded with ``encoding``."""
         __tracebackhide__ = True
         self.send_multipart([text.encode(encoding)], timeout)
 
     def send_json(self, obj: Any, timeout: Optional[float] = None) -> None:
+        """Send ``obj`` as one frame of JSON."""
         __tracebackhide__ = True
         self.send_multipart([json.dumps(obj).encode()], timeout)
 
@@ -163,6 +168,7 @@ class TimedSocket:
 
     @property
     def closed(self) -> bool:
+        """True once the socket is closed."""
         return bool(self.socket.closed)
 
     def __getattr__(self, name: str) -> Any:
