@@ -126,12 +126,14 @@ class Core:
         return self.guest.fileno()
 
     def close(self) -> None:
+        """Release what the backend holds (the epoll set made by :meth:`fileno`); the loop closes the rest."""
         if self.guest is not None:
             self.guest.close()
 
     # ------------------------------------------------------------- the pass
 
     def run_once(self, timeout: Optional[float]) -> None:
+        """One pass: poll for at most ``timeout`` s (None: until a timer is due), then run what is ready."""
         # Phase 1: how long may we sleep? Only callbacks queued before this
         # point run in this pass; those queued by this pass's callbacks wait.
         ready = self.ready
@@ -161,6 +163,7 @@ class Core:
         return min(to_ms(timeout), MAX_POLL_MS) if timeout > 0 else 0
 
     def dispatch(self, events: List[Tuple[Any, int]]) -> None:
+        """Call the handler of each ``(key, revents)`` that ``poll`` returned, in order."""
         handlers = self.handlers
         failing = self.failing
         if failing:
@@ -184,6 +187,7 @@ class Core:
                 self.io_failed(key, exc)
 
     def run_timers(self) -> None:
+        """Run the timers due now; those not reached when a callback escapes go back in the queue."""
         timers = self.timers
         due = timers.pop_due(self.time())
         started = 0
@@ -204,6 +208,7 @@ class Core:
                 timers.restore(due[started:])  # the pass was left early: they run in the next
 
     def call(self, handle: Timer) -> None:
+        """Run one timer's callback under the loop's error policy; a one-shot timer is spent first."""
         callback, args = handle.callback, handle.args
         if handle.interval is None:
             handle.callback = handle.args = None
@@ -223,6 +228,7 @@ class Core:
     # ----------------------------------------------------- registrations
 
     def unregister(self, key: Any) -> None:
+        """Forget ``key``'s handler, events and ownership; the wake-up pipe is never unregistered."""
         if key == self.wake_r:
             return
         if self.handlers.pop(key, None) is not None:
@@ -252,6 +258,7 @@ class Core:
                     safe_repr(key))
 
     def drain_wakeups(self, revents: int) -> None:
+        """Empty the wake-up pipe: its only job was to end the poll."""
         try:
             while os.read(self.wake_r, 4096):
                 pass
@@ -259,6 +266,7 @@ class Core:
             pass
 
     def wake(self) -> None:
+        """End a sleeping poll now; safe from any thread and from signal handlers."""
         try:
             os.write(self.wake_w, b"\0")
         except (BlockingIOError, OSError):

@@ -108,6 +108,7 @@ class EpollCore(Core):
         return events
 
     def close(self) -> None:
+        """Close the epoll set and forget the sockets to re-check."""
         self.recheck.clear()
         self.fdset.close()
 

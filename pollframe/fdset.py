@@ -28,6 +28,7 @@ class FdSet:
         self.keys: Dict[int, Any] = {}  # descriptor -> key
 
     def fileno(self) -> int:
+        """The epoll descriptor: readable when any watched target may have work."""
         return self.epoll.fileno()
 
     def update(self, key: Any, events: int) -> bool:
@@ -54,6 +55,7 @@ class FdSet:
         return is_socket
 
     def forget(self, key: Any) -> None:
+        """Stop watching ``key``; a descriptor number already reused by another target is left alone."""
         fd = self.fds.pop(key)
         if self.keys.get(fd) is not key:
             return  # key's descriptor was closed and its number now belongs to another target
@@ -64,9 +66,11 @@ class FdSet:
             pass  # the descriptor was already closed
 
     def poll(self, timeout: float) -> List[Tuple[int, int]]:
+        """``epoll_wait`` for at most ``timeout`` seconds (-1: forever): ``(fd, events)`` pairs."""
         return self.epoll.poll(timeout)
 
     def close(self) -> None:
+        """Close the epoll descriptor and forget every target."""
         self.fds.clear()
         self.keys.clear()
         self.epoll.close()

@@ -115,6 +115,7 @@ class Monitor:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self.socket is None
 
     def close(self) -> None:

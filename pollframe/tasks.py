@@ -160,6 +160,7 @@ class Task(Awaitable[T]):
         return self._state != "pending"
 
     def cancelled(self) -> bool:
+        """True if the task ended by being cancelled."""
         return self._state == "cancelled"
 
     def result(self) -> T:
