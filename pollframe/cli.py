@@ -53,13 +53,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pollframe", description="Ask a pollframe process, listen to a socket, show a trace, read stats.")
+    parser = argparse.ArgumentParser(
+        prog="pollframe", description="Ask a process, listen to a socket, show a trace, read stats.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ask = sub.add_parser("ask", help="send one JSON request and print the reply")
     ask.add_argument("endpoint", help="host:port or a tcp://, ipc:// endpoint")
     ask.add_argument("msg_type")
-    ask.add_argument("args", nargs="*", metavar="ARG", help="JSON values (a word that is not JSON is a string)")
+    ask.add_argument("args", nargs="*", metavar="ARG",
+                     help="JSON values (a word that is not JSON is a string)")
     ask.add_argument("--timeout", type=_positive, default=2.5, help="seconds per attempt (default 2.5)")
     ask.add_argument("--retries", type=_at_least_one, default=1, help="attempts (default 1)")
     ask.add_argument("--dealer", action="store_true",
@@ -104,7 +106,8 @@ def _ask(args: argparse.Namespace) -> int:
         return OK
     print(json.dumps(message), flush=True)
     if isinstance(message, list) and message[:1] == ["error"]:
-        reason = message[1][0] if len(message) > 1 and isinstance(message[1], list) and message[1] else message[1:]
+        details = message[1] if len(message) > 1 else []
+        reason = details[0] if isinstance(details, list) and details else details
         print(f"pollframe ask: error reply: {reason}", file=sys.stderr)
         return FAILED
     return OK
@@ -171,7 +174,7 @@ def _stats(args: argparse.Namespace) -> int:
             raise ValueError(msg_type)
     except (ValueError, TypeError):
         raise _Failure(f"{args.endpoint} did not answer with stats: {reply[-1][:200]!r}") from None
-    print(json.dumps(snapshot, indent=2) if args.json else format_stats(snapshot), end="\n" if args.json else "")
+    print(json.dumps(snapshot, indent=2) if args.json else format_stats(snapshot).rstrip("\n"))
     return OK
 
 

@@ -122,7 +122,8 @@ def format_stats(snapshot: Dict[str, Any]) -> str:
         f"{loop.get('errors', 0)} errors",
         f"  slowest dispatch {slowest.get('seconds', 0.0) * 1000:.1f} ms: {slowest.get('what') or '-'}; "
         f"{loop.get('slow', 0)} over {loop.get('slow_threshold', SLOW_CALLBACK) * 1000:.0f} ms",
-        f"  timers late: {loop.get('timers_late', 0)}, at most {loop.get('max_timer_lateness', 0.0) * 1000:.1f} ms",
+        f"  timers late: {loop.get('timers_late', 0)}, "
+        f"at most {loop.get('max_timer_lateness', 0.0) * 1000:.1f} ms",
     ]
     header = f"  {'socket':<8} {'endpoint':<28} {'in':>9} {'bytes in':>11} {'out':>9} {'bytes out':>11} " \
              f"{'queued':>6} {'hwm':>6} {'dropped':>7} {'unroutable':>10}"
@@ -163,7 +164,8 @@ def serve_stats(loop: Any, context: Any, endpoint: str = "tcp://127.0.0.1:*") ->
             wanted = isinstance(request, list) and request[:1] == ["stats"]
         except ValueError:
             wanted = False
-        reply = ["stats", [loop.stats()], {}] if wanted else ["error", ["this socket only answers 'stats'"], {}]
+        refusal = ["error", ["this socket only answers 'stats'"], {}]
+        reply = ["stats", [loop.stats()], {}] if wanted else refusal
         stream.send(json.dumps(reply).encode())
 
     stream.on_recv(answer)

@@ -36,6 +36,7 @@ import re
 import socket as _socket
 import sys
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import zmq
@@ -65,7 +66,9 @@ class Channel:
 
     __slots__ = ("id", "_sent", "_received", "_clock")
 
-    def __init__(self, channel_id: int, sent: RecordFn, received: RecordFn, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, channel_id: int, sent: RecordFn, received: RecordFn, clock: Callable[[], float]
+    ) -> None:
         self.id = channel_id
         self._sent = sent
         self._received = received
@@ -135,6 +138,7 @@ class Recorder:
         self._sockets: Dict[int, bytes] = {}  # channel id -> its SOCKET record, in order
         self._last_write = [clock()]  # shared with the record functions
         self._exit_hook_pid: Optional[int] = None
+        _all_recorders.add(self)
 
     # ------------------------------------------------------------------ API
 
@@ -155,7 +159,8 @@ class Recorder:
         self._sockets[channel_id] = meta
         self._buf.extend(meta)
         self._arm_exit_flush()
-        return Channel(channel_id, self._writer(SENT, channel_id), self._writer(RECEIVED, channel_id), self._clock)
+        sent, received = self._writer(SENT, channel_id), self._writer(RECEIVED, channel_id)
+        return Channel(channel_id, sent, received, self._clock)
 
     def rename(self, name: str) -> None:
         """Call the process ``name`` from now on (in the file too, if it is open)."""
@@ -274,6 +279,7 @@ class Recorder:
 
 _recorder: Optional[Recorder] = None
 _env_read = False
+_all_recorders: "weakref.WeakSet[Recorder]" = weakref.WeakSet()  # each starts afresh in a forked child
 
 
 def recorder() -> Optional[Recorder]:
@@ -337,8 +343,8 @@ def flush() -> None:
 
 
 def _after_fork_in_child() -> None:
-    if _recorder is not None:
-        _recorder._forked()
+    for each in list(_all_recorders):
+        each._forked()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -361,7 +367,7 @@ def _default_name() -> str:
 
 def _type_name(sock: zmq.Socket) -> str:
     try:
-        return zmq.SocketType(sock.type).name
+        return zmq.SocketType(int(sock.type)).name
     except (ValueError, zmq.ZMQError):
         return str(getattr(sock, "type", "?"))
 

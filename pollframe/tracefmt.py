@@ -116,7 +116,8 @@ def merge(files: Sequence[TraceFile]) -> List[Step]:
     received: List[_Message] = []
     for number, f in enumerate(files):
         offset = f.process.wall_offset if (use_wall and f.process is not None) else 0.0
-        peers = {cid: Peer(names[number], str(meta.get("type", "?")), str(meta.get("endpoint", "")), (number, cid))
+        peers = {cid: Peer(names[number], str(meta.get("type", "?")), str(meta.get("endpoint", "")),
+                           (number, cid))
                  for cid, meta in f.sockets.items()}
         for rec in f.records:
             peer = peers.get(rec.channel) or Peer(names[number], "?", "", (number, rec.channel))
@@ -130,7 +131,8 @@ def _process_names(files: Sequence[TraceFile]) -> List[str]:
     seen: Dict[str, int] = {}
     names = [""] * len(files)
     for i in order:
-        base = files[i].process.name if files[i].process is not None else "?"
+        header = files[i].process
+        base = header.name if header is not None else "?"
         seen[base] = seen.get(base, 0) + 1
         names[i] = base if seen[base] == 1 else f"{base}#{seen[base]}"
     return names
@@ -162,7 +164,9 @@ def _pair(sent: List[_Message], received: List[_Message], tolerance: float) -> L
     return steps
 
 
-def _best(candidates: List[_Message], out: _Message, used: Dict[int, set], tolerance: float) -> Optional[_Message]:
+def _best(
+    candidates: List[_Message], out: _Message, used: Dict[int, set], tolerance: float
+) -> Optional[_Message]:
     fallback = None
     for msg in candidates:
         if msg.time > out.time + tolerance:

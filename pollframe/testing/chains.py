@@ -84,7 +84,8 @@ def assert_chain(trace: Trace, documented: Union[str, "os.PathLike[str]"]) -> No
     closest = best[1] if best[1] is not None else tracefmt.render(recorded)
     diff = "\n".join(difflib.unified_diff(_dedent(text).splitlines(), closest.rstrip().splitlines(),
                                           "documented", "recorded (closest)", lineterm=""))
-    raise AssertionError(f"the documented chain is not in the trace ({len(recorded)} messages recorded):\n{diff}")
+    raise AssertionError(
+        f"the documented chain is not in the trace ({len(recorded)} messages recorded):\n{diff}")
 
 
 def chains_in(path: Union[str, "os.PathLike[str]"]) -> Dict[str, str]:

@@ -1,0 +1,288 @@
+"""The tracer: its file format, its recorder, and rendering the seed's message chains."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import zmq
+
+from pollframe import trace, tracefile, tracefmt
+from pollframe.testing.chains import assert_chain, chains_in
+from pollframe.tracefmt import Namer, render_frames, show_frame
+
+PING_CHAIN = """
+    PingProc      PongProc
+     [REQ] ---1--> [ROUTER]
+           <--2---
+
+    1 IN : ['ping, [count], {}']
+    1 OUT: [ping_id, '', 'ping, [count], {}']
+
+    2 IN : [ping_id, '', 'pong, [count], {}']
+    2 OUT: ['pong, [count], {}']
+"""
+
+
+@pytest.fixture
+def req_router(ctx):
+    router = ctx.socket(zmq.ROUTER)
+    router.bind("inproc://trace-router")
+    req = ctx.socket(zmq.REQ)
+    req.connect("inproc://trace-router")
+    return req, router
+
+
+def exchange(req, router, ping_ch, pong_ch, request, reply):
+    req.send(request)
+    ping_ch.sent([request])
+    frames = router.recv_multipart()
+    pong_ch.received(frames)
+    answer = frames[:2] + [reply]
+    router.send_multipart(answer)
+    pong_ch.sent(answer)
+    ping_ch.received(req.recv_multipart())
+
+
+@pytest.fixture
+def ping_pong_trace(tmp_path, req_router):
+    """A trace directory: PingProc's REQ asked PongProc's ROUTER three pings, then four heartbeats."""
+    req, router = req_router
+    ping = trace.Recorder(str(tmp_path), name="PingProc")
+    pong = trace.Recorder(str(tmp_path), name="PongProc")
+    ping_ch, pong_ch = ping.channel(req), pong.channel(router)
+    for i in range(3):
+        exchange(req, router, ping_ch, pong_ch, b'["ping", [%d], {}]' % i, b'["pong", [%d], {}]' % i)
+    for _ in range(4):
+        exchange(req, router, ping_ch, pong_ch, b'["hb", [], {}]', b'["hb", [], {}]')
+    ping.close()
+    pong.close()
+    return tmp_path
+
+
+# ------------------------------------------------------------------ the file format
+
+
+def test_a_trace_file_cut_short_keeps_every_whole_record_and_says_it_was_cut():
+    data = bytearray(tracefile.MAGIC)
+    data += tracefile.encode_meta(tracefile.SOCKET, 1, 0.0, {"type": "PUSH", "endpoint": ""})
+    for i in range(3):
+        body = b"message %d" % i
+        data += tracefile.HEADER.pack(tracefile.SENT, 1, float(i), 1)
+        data += tracefile.LENGTH.pack(len(body)) + body
+    whole = tracefile.parse(bytes(data))
+    cut = tracefile.parse(bytes(data[:-3]))
+    assert [r.frames for r in whole.records] == [[b"message 0"], [b"message 1"], [b"message 2"]]
+    assert [r.frames for r in cut.records] == [[b"message 0"], [b"message 1"]]
+    assert cut.truncated and not whole.truncated
+
+
+def test_a_file_that_is_not_a_trace_is_refused_by_name():
+    with pytest.raises(ValueError, match="not a pollframe trace file"):
+        tracefile.parse(b"hello")
+
+
+# ------------------------------------------------------------------ the recorder
+
+
+def test_a_recorder_writes_nothing_until_it_flushes_and_then_every_record(tmp_path, req_router):
+    req, _ = req_router
+    rec = trace.Recorder(str(tmp_path), name="Writer")
+    channel = rec.channel(req)
+    channel.sent([b"one", b"two"])
+    assert os.listdir(tmp_path) == []
+    rec.flush()
+    (name,) = os.listdir(tmp_path)
+    assert name.startswith(f"Writer-{os.getpid()}")
+    parsed = tracefile.parse((tmp_path / name).read_bytes())
+    assert parsed.process.name == "Writer"
+    assert parsed.sockets[channel.id] == {"type": "REQ", "endpoint": "inproc://trace-router"}
+    assert [(r.kind, r.frames) for r in parsed.records] == [(tracefile.SENT, [b"one", b"two"])]
+
+
+def test_a_recorder_writes_out_when_its_buffer_is_full(tmp_path, req_router):
+    req, _ = req_router
+    rec = trace.Recorder(str(tmp_path), name="Writer")
+    rec_ch = rec.channel(req)
+    big = b"x" * (rec.max_buffer // 4)
+    for _ in range(3):
+        rec_ch.sent([big])
+    assert os.listdir(tmp_path) == []
+    rec_ch.sent([big])  # the buffer now holds more than max_buffer bytes
+    (name,) = os.listdir(tmp_path)
+    assert len(tracefile.parse((tmp_path / name).read_bytes()).records) == 4
+
+
+def test_a_recorder_records_frames_of_any_buffer_type_and_skips_what_is_not_one(tmp_path, req_router):
+    req, _ = req_router
+    rec = trace.Recorder(str(tmp_path), name="Writer")
+    channel = rec.channel(req)
+    channel.sent([bytearray(b"ab"), memoryview(b"cd"), zmq.Frame(b"ef")])
+    channel.sent(["a str is not a frame"])
+    rec.flush()
+    (name,) = os.listdir(tmp_path)
+    records = tracefile.parse((tmp_path / name).read_bytes()).records
+    assert [r.frames for r in records] == [[b"ab", b"cd", b"ef"]]
+    assert rec.failures == 1
+
+
+KILLED_CHILD = textwrap.dedent("""
+    import os, signal, sys, zmq
+    from pollframe import trace
+    rec = trace.Recorder(sys.argv[1], name="Victim")
+    ch = rec.channel(sock_type="PUSH", endpoint="")
+    for i in range(3):
+        ch.sent([b"kept %d" % i])
+    rec.flush()
+    ch.sent([b"lost"])
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_process_killed_mid_run_keeps_its_records_up_to_the_last_flush(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(tmp_path)], env=env, timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    (name,) = os.listdir(tmp_path)
+    frames = [r.frames for r in tracefile.parse((tmp_path / name).read_bytes()).records]
+    assert frames == [[b"kept 0"], [b"kept 1"], [b"kept 2"]]
+
+
+def test_tracing_is_off_unless_enabled_and_enable_reaches_child_processes(tmp_path, monkeypatch):
+    monkeypatch.delenv(trace.ENV, raising=False)
+    monkeypatch.setattr(trace, "_recorder", None)
+    monkeypatch.setattr(trace, "_env_read", False)
+    assert trace.recorder() is None
+    try:
+        rec = trace.enable(tmp_path / "run")
+        assert trace.recorder() is rec
+        assert os.environ[trace.ENV] == str(tmp_path / "run")
+    finally:
+        trace.disable()
+    assert trace.recorder() is None and trace.ENV not in os.environ
+
+
+def test_a_forked_child_writes_its_own_file_and_not_its_parents_records(tmp_path, req_router):
+    req, _ = req_router
+    rec = trace.Recorder(str(tmp_path), name="Parent")
+    channel = rec.channel(req)
+    channel.sent([b"before the fork"])
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            channel.sent([b"from the child"])
+            rec.flush()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    rec.flush()
+    by_pid = {}
+    for name in os.listdir(tmp_path):
+        parsed = tracefile.parse((tmp_path / name).read_bytes())
+        by_pid[parsed.process.pid] = [r.frames for r in parsed.records]
+    assert by_pid == {os.getpid(): [[b"before the fork"]], pid: [[b"from the child"]]}
+
+
+# ------------------------------------------------------------------ frames as the seed writes them
+
+
+@pytest.mark.parametrize("frame, shown", [
+    (b"", "''"),
+    (b'["ping", [3], {}]', "'ping, [3], {}'"),
+    (b'["error", ["not \'three\'"], {}]', "'error, [\"not \\'three\\'\"], {}'"),
+    (b'{"a": 1}', "'{\"a\": 1}'"),
+    (b"weather", "b'weather'"),
+    (b"\x00\x80\x00\x00\x29", "0x0080000029"),
+    (bytes(range(20)), "0x0001020304050607...(20 bytes)"),
+])
+def test_a_frame_is_shown_decoded_when_it_is_json_and_shortened_when_it_is_binary(frame, shown):
+    assert show_frame(frame) == shown
+
+
+def test_router_identities_and_correlation_ids_get_short_names_that_stay_the_same():
+    namer = Namer()
+    alice, bob, corr = b"\x00\x80\x00\x00\x01", b"\x00\x80\x00\x00\x02", b"\x07\x00\x00\x00"
+    assert render_frames([alice, b"", b'["ping", 1]'], "ROUTER", namer) == "[peer-1, '', 'ping, 1']"
+    assert render_frames([bob, corr, b"", b"[]"], "ROUTER", namer) == "[peer-2, id-1, '', '[]']"
+    assert render_frames([corr, b"", b"[]"], "DEALER", namer) == "[id-1, '', '[]']"
+    assert render_frames([alice, b"", b"x"], "ROUTER", namer).startswith("[peer-1,")
+
+
+# ------------------------------------------------------------------ merging and rendering
+
+
+def test_a_trace_renders_as_the_seeds_diagram_and_in_out_lines_with_repeats_folded(ping_pong_trace):
+    text = tracefmt.render(tracefmt.merge(tracefmt.load(str(ping_pong_trace))))
+    lines = [line.rstrip() for line in text.splitlines()]
+    assert lines[0] == "Conversation 1: PingProc, PongProc (14 messages)"
+    assert " ".join(lines[2].split()) == "PingProc PongProc"
+    assert " ".join(lines[3].split()) == "[REQ] ---1--> [ROUTER]"
+    assert " ".join(lines[4].split()) == "<--2---"
+    assert "    1 IN : ['ping, [0], {}']" in lines
+    assert "    1 OUT: [peer-1, '', 'ping, [0], {}']" in lines
+    assert "    2 IN : [peer-1, '', 'pong, [0], {}']" in lines
+    assert "    8 OUT: ['hb, [], {}']" in lines
+    assert "    (7-8 repeated x4)" in lines
+    assert not any(line.startswith("    9 ") for line in lines)
+    assert "(7-8 x4)" in text
+
+
+def test_mermaid_output_is_a_sequence_diagram_with_folded_repeats_as_loops(ping_pong_trace):
+    text = tracefmt.render(tracefmt.merge(tracefmt.load(str(ping_pong_trace))), mermaid=True)
+    assert "```mermaid\nsequenceDiagram\n" in text
+    assert "    participant p1 as PingProc [REQ]\n    participant p2 as PongProc [ROUTER]\n" in text
+    assert "    p1->>p2: 1 'ping, [0], {}'\n    p2->>p1: 2 'pong, [0], {}'\n" in text
+    assert "    loop x4\n        p1->>p2: 7 'hb, [], {}'\n        p2->>p1: 8 'hb, [], {}'\n    end\n" in text
+
+
+def test_a_message_whose_receiver_was_not_traced_is_a_half_step_to_an_unknown_peer(tmp_path, req_router):
+    req, _ = req_router
+    rec = trace.Recorder(str(tmp_path), name="Lonely")
+    rec.channel(req).sent([b'["hello", [], {}]'])
+    rec.close()
+    text = tracefmt.render(tracefmt.merge(tracefmt.load(str(tmp_path))))
+    assert "[?]" in text and "    1 OUT: (not traced)" in text
+
+
+def test_loading_a_directory_without_traces_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no trace files"):
+        tracefmt.load(str(tmp_path))
+
+
+# ------------------------------------------------------------------ documented chains
+
+
+def test_a_documented_chain_with_variables_matches_the_recorded_steps(ping_pong_trace):
+    assert_chain(str(ping_pong_trace), PING_CHAIN)
+
+
+def test_a_documented_chain_that_differs_from_the_wire_fails_with_a_diff(ping_pong_trace):
+    wrong = PING_CHAIN.replace("'pong, [count], {}']\n    2 OUT", "'pong, [count, 1], {}']\n    2 OUT")
+    with pytest.raises(AssertionError, match="not in the trace") as failure:
+        assert_chain(str(ping_pong_trace), wrong)
+    assert "-2 IN : [ping_id, '', 'pong, [count, 1], {}']" in str(failure.value)
+    assert "+    2 IN : [peer-1, '', 'pong, [0], {}']" in str(failure.value)
+
+
+def test_a_variable_must_stand_for_the_same_value_in_every_line_of_a_chain(ping_pong_trace):
+    assert_chain(str(ping_pong_trace), PING_CHAIN.replace("[count]", "[n]"))  # any name will do
+    # `ping_id` stands for peer-1 in the envelope, so it cannot also be the count 0.
+    with pytest.raises(AssertionError):
+        assert_chain(str(ping_pong_trace), PING_CHAIN.replace("'ping, [count], {}']\n    1 OUT",
+                                                              "'ping, [ping_id], {}']\n    1 OUT"))
+
+
+def test_a_documented_diagram_with_the_wrong_socket_fails(ping_pong_trace):
+    with pytest.raises(AssertionError):
+        assert_chain(str(ping_pong_trace), PING_CHAIN.replace("[ROUTER]", "[REP]"))
+
+
+def test_chains_are_read_out_of_a_markdown_file_by_their_headings(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# App\n\n### Sending pings\n\n```\n{textwrap.dedent(PING_CHAIN)}```\n\n"
+                      "### Other\n\n```console\n$ python x.py\n```\n")
+    assert list(chains_in(readme)) == ["Sending pings"]
+    assert "1 IN : ['ping, [count], {}']" in chains_in(readme)["Sending pings"]
