@@ -53,6 +53,7 @@ class SocketStats:
         self.queued: Optional[Callable[[], int]] = None
 
     def snapshot(self) -> Dict[str, Any]:
+        """The counters as a JSON-able dict (the send queue's depth read now)."""
         return {
             "type": self.type, "endpoint": self.endpoint, "registered_at": self.where,
             "msgs_in": self.msgs_in, "bytes_in": self.bytes_in,
@@ -98,6 +99,7 @@ class LoopStats:
                     "logged once per callback)", name, seconds * 1000, several, self.threshold * 1000)
 
     def snapshot(self, errors: int, sockets: List[SocketStats]) -> Dict[str, Any]:
+        """What ``loop.stats()`` returns: this process, the loop's counters and each socket's."""
         return {
             "process": {"pid": os.getpid(), "argv0": os.path.basename(sys.argv[0]) if sys.argv else ""},
             "loop": {

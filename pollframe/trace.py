@@ -144,6 +144,7 @@ class Recorder:
 
     @property
     def name(self) -> str:
+        """The process's name in its trace: the one given, or else the default (see the module doc)."""
         return self._name or _default_name()
 
     def channel(self, sock: Optional[zmq.Socket] = None, *, sock_type: Optional[str] = None,

@@ -68,6 +68,7 @@ class Peer:
 
     @property
     def label(self) -> str:
+        """``[REQ]``: the socket as the diagram shows it."""
         return f"[{self.type}]"
 
 
