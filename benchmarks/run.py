@@ -25,6 +25,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:  # run from a checkout without installing pollframe
     sys.path.insert(1, ROOT)
 
+import embedding  # noqa: E402
 import endtoend  # noqa: E402
 import pollcost  # noqa: E402
 import pushpull  # noqa: E402
@@ -65,6 +66,7 @@ SCENARIOS: Dict[str, List[Builder]] = {
     "e2e": [endtoend.e2e_cases],
     "memory": [lambda s, c: resources.resource_cases(s, c)[:1]],
     "idle": [lambda s, c: resources.resource_cases(s, c)[1:]],
+    "embed": [embedding.embed_cases],
 }
 
 

@@ -65,6 +65,8 @@ def check(results: Results, sizes: Any) -> List[str]:
          (tm, f"call_later(0) x{n:,}", "pf-loop"), (tm, f"call_later(0) x{n:,}", "tornado"), 4.0),
         ("schedule+cancel O(n log n): rate at n >= 0.5x rate at n/10",
          (tm, f"schedule+cancel x{n:,}", "pf-loop"), (tm, f"schedule+cancel x{n // 10:,}", "pf-loop"), 0.5),
+        ("Stream embedded in asyncio (fileno) >= 0.5x PollLoop.run()",
+         ("embed", "REQ/REP, Stream", "pf-asyncio-fd"), ("embed", "REQ/REP, Stream", "pf-run"), 0.5),
         ("PongProc >= 0.8x raw JSON REP loop",
          ("end to end", "JSON ping-pong", "PongProc"), ("end to end", "JSON ping-pong", "raw-json-rep"), 0.8),
     ]
@@ -77,6 +79,10 @@ def check(results: Results, sizes: Any) -> List[str]:
         if row.scenario == "memory" and row.competitor.startswith("pf-") and row.median is not None:
             lines.append(_line(f"RSS growth < 1 MiB ({row.competitor})", row.median,
                                row.median < 1024, f"{row.median:.0f} KiB"))
+        if row.scenario == "embed" and row.competitor == "pf-asyncio-fd" and row.unit == "% core" \
+                and row.median is not None:
+            lines.append(_line("idle loop embedded in asyncio < 1% of a core", row.median,
+                               row.median < 1.0, f"{row.median:.3f} %"))
         if row.scenario == "idle" and row.competitor == "pf-loop" and row.median is not None:
             lines.append(_line("idle loop < 1% of a core", row.median, row.median < 1.0,
                                f"{row.median:.3f} %"))
