@@ -25,6 +25,7 @@ from pollframe.loop import PollLoop
 from pollframe.monitor import SocketEvent
 from pollframe.peers import PeerTable
 from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
+from pollframe.reconnect import ReconnectingStream
 from pollframe.requester import Requester
 from pollframe.stream import QueueFull, Stream
 from pollframe.timers import Timer
@@ -46,6 +47,7 @@ __all__ = [
     "ProcessNotReady",
     "QueueFull",
     "ReadyTimeout",
+    "ReconnectingStream",
     "RemoteError",
     "RequestClient",
     "RequestTimeout",

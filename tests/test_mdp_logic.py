@@ -5,7 +5,9 @@ client's REQ and a worker's DEALER do to frames, and time is a number.
 """
 from __future__ import annotations
 
+import ast
 from collections import defaultdict
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -89,6 +91,17 @@ def replies(net: Network, client: bytes, service: bytes = b"echo") -> List[List[
 
 
 # ------------------------------------------------------------------ the wire, byte for byte
+
+
+@pytest.mark.parametrize("module", ["peers.py", "liveness.py", "mdp/protocol.py", "mdp/broker.py",
+                                    "mdp/session.py"])
+def test_the_sans_io_modules_import_no_zmq_and_no_loop(module):
+    path = Path(__file__).resolve().parents[1] / "pollframe" / module
+    tree = ast.parse(path.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {name for name in imported
+                if name.split(".")[0] == "zmq" or name in {"pollframe.loop", "pollframe.stream"}}
 
 
 def test_the_frames_are_those_of_rfc_7():

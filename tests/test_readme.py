@@ -44,10 +44,21 @@ def test_the_testing_section_examples_pass_as_written(tmp_path):
     assert "4 passed" in result.stdout
 
 
-def test_the_who_is_still_there_examples_run_as_written():
+def test_the_peer_table_and_liveness_examples_run_as_written():
     text = README.read_text()
-    section = text[text.index("## Who is still there"):text.index("## The wire protocol")]
+    section = text[text.index("## Who is still there"):text.index("`ReconnectingStream` is a DEALER")]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert blocks
+    assert len(blocks) == 2
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+@pytest.mark.timeout(30)
+def test_the_majordomo_example_prints_the_reply(tmp_path):
+    text = README.read_text()
+    section = text[text.index("### Majordomo (MDP/0.1)"):text.index("## The wire protocol")]
+    script = tmp_path / "upper.py"
+    script.write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=25)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[b'HELLO']\n"

@@ -2,17 +2,21 @@
 
 Logic, no sockets: :class:`Broker` (frames and the time in, frames out) and
 :class:`WorkerSession`; the frames themselves in :mod:`pollframe.mdp.protocol`.
-On a loop: :class:`Worker`, :class:`BrokerProcess`. Blocking: :class:`Client`.
+On a loop: :class:`Worker`, :class:`BrokerServer`; in a process: :class:`BrokerProcess`. Blocking: :class:`Client`.
 
 This package only re-exports the public names.
 """
 from pollframe.mdp.broker import Broker
 from pollframe.mdp.client import Client
+from pollframe.mdp.process import BrokerProcess, BrokerServer
 from pollframe.mdp.protocol import CLIENT, WORKER, MdpError, ProtocolError
 from pollframe.mdp.session import Disconnect, Request, WorkerSession
+from pollframe.mdp.worker import Worker
 
 __all__ = [
     "Broker",
+    "BrokerProcess",
+    "BrokerServer",
     "CLIENT",
     "Client",
     "Disconnect",
@@ -20,5 +24,6 @@ __all__ = [
     "ProtocolError",
     "Request",
     "WORKER",
+    "Worker",
     "WorkerSession",
 ]

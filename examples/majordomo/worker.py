@@ -1,0 +1,69 @@
+"""An MDP/0.1 echo worker: registers SERVICE with the broker and echoes each request.
+
+    python examples/majordomo/worker.py ENDPOINT [SERVICE] [--heartbeat S]   # default service "echo"
+
+Runs until Ctrl-C or SIGTERM, then says DISCONNECT and exits 0. When the
+broker goes silent (or says DISCONNECT) it reconnects with a backoff and
+registers again.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Optional
+
+import zmq
+from echo import EchoService
+
+from pollframe.mdp.worker import Worker
+from pollframe.process import ZmqProcess
+from pollframe.stream import Stream
+
+
+class EchoWorkerProc(ZmqProcess):
+    """The process tier: a DEALER to the broker per connection, the Worker on the loop."""
+
+    def __init__(self, endpoint: Any, service: str = "echo", *, heartbeat: float = 2.5,
+                 backoff: float = 1.0, mp_context: Any = None) -> None:
+        super().__init__(name=f"mdp-worker-{service}", mp_context=mp_context)
+        self.endpoint = endpoint
+        self.service = service
+        self.heartbeat = heartbeat
+        self.backoff = backoff
+        self.worker: Optional[Worker] = None
+
+    def setup(self) -> None:
+        super().setup()
+        assert self.loop is not None
+        echo = EchoService()
+        self.worker = Worker(self.loop, self.service, echo.handle, self._connect,
+                             heartbeat=self.heartbeat, backoff=self.backoff,
+                             max_backoff=max(self.backoff, 8.0))
+        print(f"MDP worker for {self.service!r} at {self.endpoint}", flush=True)
+
+    def _connect(self) -> Stream:
+        """A fresh DEALER for each connection (the message tier calls it again to reconnect)."""
+        stream, _ = self.stream(zmq.DEALER, self.endpoint, bind=False, linger=0)
+        return stream
+
+    def teardown(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        super().teardown()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="An MDP/0.1 echo worker.")
+    parser.add_argument("endpoint")
+    parser.add_argument("service", nargs="?", default="echo")
+    parser.add_argument("--heartbeat", type=float, default=2.5, help="heartbeat interval, seconds")
+    parser.add_argument("--backoff", type=float, default=1.0, help="first reconnect delay, seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    EchoWorkerProc(args.endpoint, args.service, heartbeat=args.heartbeat, backoff=args.backoff).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
