@@ -147,6 +147,7 @@ class ReconnectingStream:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called: no connection, and no reconnect to come."""
         return self._closed
 
     @property
