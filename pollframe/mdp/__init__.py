@@ -2,7 +2,8 @@
 
 Logic, no sockets: :class:`Broker` (frames and the time in, frames out) and
 :class:`WorkerSession`; the frames themselves in :mod:`pollframe.mdp.protocol`.
-On a loop: :class:`Worker`, :class:`BrokerServer`; in a process: :class:`BrokerProcess`. Blocking: :class:`Client`.
+On a loop: :class:`Worker`, :class:`BrokerServer`; in a process:
+:class:`BrokerProcess`. Blocking: :class:`Client`.
 
 This package only re-exports the public names.
 """
