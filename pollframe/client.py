@@ -43,7 +43,7 @@ from zmq.backend import zmq_poll
 from pollframe.address import parse_address
 from pollframe.codec import Codec, JsonCodec, Triple
 from pollframe.errors import RemoteError, RequestTimeout
-from pollframe.units import to_ms
+from pollframe.units import poll_ms
 
 __all__ = ["RemoteError", "RequestClient", "RequestTimeout"]
 
@@ -198,7 +198,7 @@ def _wait(sock: zmq.Socket[Any], event: int, deadline: float) -> bool:
     """Poll ``sock`` for ``event`` until ``deadline`` (monotonic seconds)."""
     while True:
         remaining = deadline - time.monotonic()
-        if zmq_poll([(sock, event)], to_ms(max(remaining, 0.0))):
+        if zmq_poll([(sock, event)], poll_ms(max(remaining, 0.0))):
             return True
         if remaining <= 0:
             return False

@@ -31,20 +31,15 @@ import zmq
 from zmq.backend import zmq_poll
 
 from pollframe.timers import Timer, TimerQueue
-from pollframe.units import FOREVER, to_ms
+from pollframe.units import FOREVER, poll_ms
 
 if TYPE_CHECKING:
     from pollframe.fdset import FdSet
     from pollframe.loop import PollLoop
 
-__all__ = ["Core", "MAX_POLL_MS"]
+__all__ = ["Core"]
 
 log = logging.getLogger("pollframe")
-
-#: The longest single poll: one day (as asyncio and trio). zmq_poll takes a C
-#: int of milliseconds (24.8 days at most) and epoll refuses longer ones too; a
-#: timer further away is simply re-checked after a day.
-MAX_POLL_MS = 86_400_000
 
 _POLLIN = int(zmq.POLLIN)
 _POLLERR = int(zmq.POLLERR)
@@ -160,7 +155,7 @@ class Core:
             timeout = wait if timeout is None else min(wait, timeout)
         if timeout is None:
             return FOREVER
-        return min(to_ms(timeout), MAX_POLL_MS) if timeout > 0 else 0
+        return poll_ms(timeout) if timeout > 0 else 0  # at most a day: a later timer is re-checked
 
     def dispatch(self, events: List[Tuple[Any, int]]) -> None:
         """Call the handler of each ``(key, revents)`` that ``poll`` returned, in order."""

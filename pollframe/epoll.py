@@ -120,9 +120,13 @@ class EpollLoop(PollLoop):
 
 
 def _poll_events(mask: int) -> int:
-    """epoll's bits in zmq_poll's terms, so handlers see the same values under both loops."""
+    """epoll's bits in zmq_poll's terms, so handlers see the same values under both loops.
+
+    As in libzmq's ``zmq_poll``, a hang-up is an error: ``POLLERR``, with ``POLLIN`` only
+    while there is data to read.
+    """
     return (
-        (_POLLIN if mask & (_EPOLLIN | _EPOLLHUP) else 0)
+        (_POLLIN if mask & _EPOLLIN else 0)
         | (_POLLOUT if mask & _EPOLLOUT else 0)
-        | (_POLLERR if mask & _EPOLLERR else 0)
+        | (_POLLERR if mask & (_EPOLLERR | _EPOLLHUP) else 0)
     )

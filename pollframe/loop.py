@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -243,6 +244,7 @@ class PollLoop:
         ``properties``, ``max_msg_size`` and ``max_frames`` as for ``register``.
         """
         _check_callable(callback)
+        check_blocking_socket(sock)
         for name, value in (("max_msg_size", max_msg_size), ("max_frames", max_frames)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (or None: no limit), not {value!r}")
@@ -522,6 +524,20 @@ def worth_logging(count: int) -> bool:
     while count % 10 == 0:
         count //= 10
     return count == 1
+
+
+def check_blocking_socket(sock: Any) -> None:
+    """Refuse a ``zmq.asyncio`` socket, whose recv and send return futures the loop would never await.
+
+    Cheap: when ``zmq.asyncio`` was never imported, no socket can be one.
+    """
+    aio = sys.modules.get("zmq.asyncio")
+    if aio is not None and isinstance(sock, aio.Socket):
+        raise TypeError(
+            f"{safe_repr(sock)} is a zmq.asyncio socket: pollframe reads and writes plain zmq sockets. "
+            "Make it from a plain zmq.Context, or pass zmq.Socket(sock), a plain socket over the "
+            "same libzmq socket"
+        )
 
 
 def _check_callable(callback: Any) -> None:

@@ -39,7 +39,7 @@ from typing import Any, Callable, Deque, Optional, Sequence, Tuple
 
 import zmq
 
-from pollframe.loop import EventHandler, PollLoop
+from pollframe.loop import EventHandler, PollLoop, check_blocking_socket
 from pollframe.monitor import Monitor, SocketEvent
 from pollframe.units import to_ms
 
@@ -104,6 +104,7 @@ class Stream:
                 raise ValueError(f"{name} must be at least 1 (or None: no limit), not {value!r}")
         self.max_msg_size = max_msg_size
         self.max_frames = max_frames
+        check_blocking_socket(sock)
         self.socket = sock
         self.loop = loop
         self.unroutable = 0

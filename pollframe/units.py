@@ -13,13 +13,17 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-__all__ = ["FOREVER", "MAX_MSG_SIZE", "to_ms"]
+__all__ = ["FOREVER", "MAX_MSG_SIZE", "MAX_POLL_MS", "poll_ms", "to_ms"]
 
 #: The largest message (ZmqProcess streams) and JSON frame (MessageHandler) accepted by default: 1 MiB.
 MAX_MSG_SIZE = 1 << 20
 
 #: libzmq's "no limit" for a linger or a poll timeout.
 FOREVER = -1
+
+#: The longest single poll, one day (as asyncio and trio): zmq_poll takes a C int of
+#: milliseconds (24.8 days at most) and epoll refuses longer waits too.
+MAX_POLL_MS = 86_400_000
 
 
 def to_ms(seconds: Optional[float]) -> int:
@@ -33,3 +37,12 @@ def to_ms(seconds: Optional[float]) -> int:
         return FOREVER
     # round() first: 1.1 s is 1100.0000000000002 ms in floating point, not 1101.
     return math.ceil(round(seconds * 1000, 6))
+
+
+def poll_ms(seconds: Optional[float]) -> int:
+    """``to_ms`` for one poll, at most :data:`MAX_POLL_MS`: a longer wait re-checks its deadline daily.
+
+    ``None``, a negative number or infinity still mean forever, which a poll takes as it is.
+    """
+    ms = to_ms(seconds)
+    return MAX_POLL_MS if ms > MAX_POLL_MS else ms

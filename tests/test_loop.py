@@ -703,3 +703,205 @@ def test_next_deadline_is_now_while_a_socket_holds_messages_a_pass_left_behind(c
     loop.run_once(0)
     assert len(got) == loop.max_drain + 5
     assert loop.next_deadline() is None
+
+
+# ------------------------------------------------------------ the loop never dies of an edge case
+
+A_MONTH = 30 * 86_400.0
+
+
+def test_a_timer_a_month_away_does_not_break_the_poll(loop):
+    loop.call_later(A_MONTH, print)
+    stopper = threading.Thread(target=loop.stop)
+    stopper.start()
+    loop.run()  # zmq_poll takes a C int of milliseconds: a month would overflow it
+    stopper.join()
+    loop.run_once(0)  # reads the stop's wake-up byte
+    assert loop.next_deadline() == pytest.approx(loop.time() + A_MONTH, abs=60)
+
+
+def test_run_once_with_a_timeout_of_a_month_returns_on_the_first_event(loop, push_pull):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append)
+    push.send(b"x")
+    loop.run_once(A_MONTH)
+    assert got == [[b"x"]]
+
+
+def test_run_once_from_a_callback_is_refused_and_the_outer_pass_goes_on(loop):
+    seen = []
+    loop.call_soon(lambda: loop.run_once(0))
+    loop.call_soon(seen.append, "after")
+    loop.call_later(0.01, loop.stop)
+    with pytest.raises(RuntimeError, match="passes do not nest"):
+        with_reraise(loop).run_once(0)
+    assert seen == []
+    loop.run()  # the state is whole: the rest of the queue runs, the timer stops run()
+    assert seen == ["after"]
+
+
+def with_reraise(loop):
+    """Make ``loop``'s error policy re-raise, for a test that wants the error itself."""
+    loop.on_error = reraise
+    return loop
+
+
+class Unprintable:
+    """A callback whose repr raises too."""
+
+    def __call__(self, *args):
+        raise ValueError("callback failed")
+
+    def __repr__(self):
+        raise RuntimeError("repr failed")
+
+
+def test_a_raising_callback_whose_repr_raises_too_is_reported_and_the_loop_goes_on(loop, push_pull, caplog):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, Unprintable())
+    loop.call_soon(Unprintable())
+    loop.call_later(0.01, lambda: (got.append("later"), loop.stop()))
+    push.send(b"x")
+    with caplog.at_level(logging.ERROR, logger="pollframe"):
+        loop.run()
+    assert got == ["later"] and loop.errors == 2
+    assert "Unprintable object at" in caplog.text
+
+
+def test_a_keyboard_interrupt_in_a_timer_leaves_the_other_due_timers_for_the_next_run(
+        loop_on_clock, fake_clock):
+    loop = loop_on_clock
+    ran = []
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    loop.call_later(1.0, interrupt)
+    loop.call_later(1.0, ran.append, "one-shot")
+    loop.call_every(1.0, ran.append, "periodic")
+    fake_clock.advance(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_once(0)
+    assert ran == []
+    loop.run_once(0)
+    assert ran == ["one-shot", "periodic"]
+    fake_clock.advance(1.0)
+    loop.run_once(0)
+    assert ran == ["one-shot", "periodic", "periodic"], "the periodic timer keeps its schedule"
+
+
+def test_an_on_error_that_re_raises_is_called_once_and_the_socket_keeps_being_served(loop, push_pull):
+    push, pull = push_pull
+    calls, got = [], []
+
+    def on_error(exc, where):
+        calls.append(exc)
+        raise exc
+
+    def callback(frames):
+        got.append(frames)
+        if frames == [b"bad"]:
+            raise ValueError("boom")
+
+    loop.on_error = on_error
+    loop.register(pull, callback)
+    for data in (b"bad", b"one", b"two"):
+        push.send(data)
+    with pytest.raises(ValueError):
+        loop.run_once(1.0)
+    assert len(calls) == 1 and loop.errors == 1
+    run_until(loop, lambda: len(got) == 3)
+    assert got == [[b"bad"], [b"one"], [b"two"]]
+
+
+def test_a_keyboard_interrupt_in_a_receive_callback_leaves_the_rest_for_the_next_pass(loop, push_pull):
+    push, pull = push_pull
+    got = []
+
+    def callback(frames):
+        got.append(frames)
+        if frames == [b"interrupt"]:
+            raise KeyboardInterrupt
+
+    loop.register(pull, callback)
+    for data in (b"interrupt", b"one", b"two"):
+        push.send(data)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_once(1.0)
+    run_until(loop, lambda: len(got) == 3)  # on EpollLoop the socket is re-checked though no edge comes
+    assert got == [[b"interrupt"], [b"one"], [b"two"]]
+
+
+def test_a_descriptor_that_reports_an_error_twice_in_a_row_is_unregistered_with_a_warning(loop, caplog):
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)  # the read end now reports a hang-up (POLLERR) on every pass
+    calls = []
+    try:
+        loop.register(read_fd, lambda fd, events: calls.append(events))
+        with caplog.at_level(logging.WARNING, logger="pollframe"):
+            for _ in range(5):
+                loop.run_once(0)
+        assert calls == [zmq.POLLERR] and not loop.is_registered(read_fd)
+        assert "twice in a row" in caplog.text
+    finally:
+        os.close(read_fd)
+
+
+@pytest.mark.parametrize("call", [
+    lambda loop: loop.call_soon(print),
+    lambda loop: loop.call_soon_threadsafe(print),
+    lambda loop: loop.call_later(1, print),
+    lambda loop: loop.call_at(1, print),
+    lambda loop: loop.call_every(1, print),
+], ids=["call_soon", "call_soon_threadsafe", "call_later", "call_at", "call_every"])
+def test_a_closed_loop_refuses_new_callbacks(loop, call):
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        call(loop)
+
+
+@pytest.mark.parametrize("call", [
+    lambda loop, sock: loop.register(sock, "not callable"),
+    lambda loop, sock: loop.register(sock.fileno() if False else os.devnull and 0, None),
+    lambda loop, sock: loop.watch(sock, 42, zmq.POLLIN),
+    lambda loop, sock: loop.call_soon(None),
+    lambda loop, sock: loop.call_later(1, "x"),
+    lambda loop, sock: loop.add_signal_handler(signal.SIGUSR2, None),
+], ids=["register", "register-fd", "watch", "call_soon", "call_later", "add_signal_handler"])
+def test_a_callback_that_is_not_callable_is_refused_at_once(loop, push_pull, call):
+    pull = push_pull[1]
+    before = signal.getsignal(signal.SIGUSR2)
+    with pytest.raises(TypeError, match="callable"):
+        call(loop, pull)
+    assert not loop.is_registered(pull) and not loop.is_registered(0)
+    assert signal.getsignal(signal.SIGUSR2) is before
+
+
+def test_a_zmq_asyncio_socket_is_refused_with_a_clear_message(loop):
+    import zmq.asyncio
+    actx = zmq.asyncio.Context()
+    sock = actx.socket(zmq.PULL)
+    try:
+        with pytest.raises(TypeError, match="zmq.asyncio socket"):
+            loop.register(sock, print)
+        loop.register(zmq.Socket(sock), print)  # the plain socket over it is fine
+    finally:
+        loop.close()
+        sock.close(linger=0)
+        actx.term()
+
+
+def test_removing_a_signal_handler_restores_the_one_from_before_it_was_added(loop):
+    def original(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGUSR1, original)
+    try:
+        loop.add_signal_handler(signal.SIGUSR1, print)
+        loop.add_signal_handler(signal.SIGUSR1, print, "again")
+        loop.remove_signal_handler(signal.SIGUSR1)
+        assert signal.getsignal(signal.SIGUSR1) is original
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
