@@ -70,8 +70,7 @@ class Core:
         self.guest: Optional[FdSet] = None  # the descriptor fileno() handed out, once asked
         self.escaped: Optional[BaseException] = None  # raised by on_error: not to be reported again
         self.stopping = False
-        self.running = False
-        self.in_pass = False
+        self.running = False  # in run(), or in a pass of run_once()
         self.closed = False
         self.close_requested = False
         self.wake_r, self.wake_w = os.pipe()

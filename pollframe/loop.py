@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Coroutine, Optional, Sequence, Type, Union
+from typing import Any, Callable, Coroutine, Deque, Generic, Optional, Sequence, Type, TypeVar, Union
 
 import zmq
 
@@ -42,7 +42,7 @@ from pollframe import tasks
 from pollframe.core import Core, safe_repr
 from pollframe.readers import make_reader
 from pollframe.tasks import Task, Waiter
-from pollframe.timers import Timer
+from pollframe.timers import Timer, TimerQueue
 
 __all__ = ["PollLoop", "Timer"]
 
@@ -59,6 +59,26 @@ ErrorHandler = Callable[[BaseException, str], None]
 _POLLERR = int(zmq.POLLERR)
 _UNDRAINABLE = frozenset({zmq.REQ, zmq.REP})
 _UNSET: Any = object()
+
+
+T = TypeVar("T")
+
+
+class _Unset(Generic[T]):
+    """A class-level stand-in for one of the loop's private attributes, until ``__init__`` sets it.
+
+    A subclass whose ``__init__`` forgot ``super().__init__()`` gets an error
+    that says so. Costs nothing once set: the instance's value is found first
+    (unlike a ``__getattr__`` hook, which would slow every attribute access).
+    """
+
+    def __get__(self, obj: Any, owner: Any = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        raise RuntimeError(
+            f"{type(obj).__name__} did not call super().__init__() in its __init__: "
+            "the PollLoop is not initialised"
+        )
 
 
 class PollLoop:
@@ -81,6 +101,13 @@ class PollLoop:
     #: Low level: the class holding the state and running the pass (EpollLoop: EpollCore).
     core_class: Type[Core] = Core
 
+    # Set by __init__; until then each says that super().__init__() was not called.
+    __core: _Unset[Core] = _Unset()
+    __ready: _Unset[Deque[Timer]] = _Unset()
+    __timers: _Unset[TimerQueue] = _Unset()
+    __on_error: _Unset[Optional[ErrorHandler]] = _Unset()
+    __clock: _Unset[Callable[[], float]] = _Unset()
+
     def __init__(
         self,
         on_error: Optional[ErrorHandler] = None,
@@ -96,16 +123,10 @@ class PollLoop:
             raise TypeError(f"on_error must be callable, not {on_error!r}")
         self.__on_error = on_error
         self.__clock = clock
-        self.__core = self.core_class(self, clock)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup fails: free on every other access.
-        if name.startswith("_PollLoop__"):
-            raise RuntimeError(
-                f"{type(self).__name__} did not call super().__init__() in its __init__: "
-                "the PollLoop is not initialised"
-            )
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.__core = core = self.core_class(self, clock)
+        # The two queues every call_* touches, one attribute away (close() swaps in ones that refuse).
+        self.__ready = core.ready
+        self.__timers = core.timers
 
     # ------------------------------------------------------------- hooks
 
@@ -279,12 +300,9 @@ class PollLoop:
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` on the next pass; returns a cancellable handle."""
-        core = self.__core
-        if core.closed:
-            raise RuntimeError("this PollLoop is closed")
         _check_callable(callback)
         handle = Timer(0.0, 0, callback, args, None, None)
-        core.ready.append(handle)
+        self.__ready.append(handle)  # a closed loop's queue refuses it
         return handle
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Timer:
@@ -295,19 +313,13 @@ class PollLoop:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once, ``delay`` seconds from now."""
-        core = self.__core
-        if core.closed:
-            raise RuntimeError("this PollLoop is closed")
         _check_callable(callback)
-        return core.timers.call_later(self.time(), delay, callback, args)
+        return self.__timers.call_later(self.time(), delay, callback, args)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once at ``when``, on the ``time()`` clock."""
-        core = self.__core
-        if core.closed:
-            raise RuntimeError("this PollLoop is closed")
         _check_callable(callback)
-        return core.timers.call_at(when, callback, args)
+        return self.__timers.call_at(when, callback, args)
 
     def call_every(self, interval: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` every ``interval`` seconds, first one interval from now.
@@ -315,13 +327,11 @@ class PollLoop:
         The schedule survives the callback raising; periods missed because
         the loop was busy are skipped, not run in a burst.
         """
-        core = self.__core
-        if core.closed:
-            raise RuntimeError("this PollLoop is closed")
-        _check_callable(callback)
+        if not callable(callback):
+            _check_callable(callback)
         if not 0 < interval < math.inf:
             raise ValueError(f"call_every needs a positive, finite interval, not {interval!r}")
-        return core.timers.call_at(self.time() + interval, callback, args, interval)
+        return self.__timers.call_at(self.time() + interval, callback, args, interval)
 
     # --------------------------------------------------------- running
 
@@ -331,8 +341,9 @@ class PollLoop:
         A ``stop()`` that comes before ``run()`` makes it return at once.
         """
         core = self.__core
-        self.__check_open()
-        if core.running or core.in_pass:
+        if core.closed:
+            raise RuntimeError("this PollLoop is closed")
+        if core.running:
             raise RuntimeError("this PollLoop is already running")
         core.running = True
         old_wakeup_fd = self.__install_signal_wakeup()
@@ -358,17 +369,16 @@ class PollLoop:
         ``run()``. Calling it from a callback (inside a pass) is refused.
         """
         core = self.__core
-        self.__check_open()
-        if core.running or core.in_pass:
-            raise RuntimeError("run_once() called inside a pass of this PollLoop (from a callback, or "
-                               "while run() runs): passes do not nest")
-        core.in_pass = True
+        if core.closed or core.running:
+            self.__refuse_pass()
+        core.running = True
         try:
             core.run_once(timeout)
         finally:
-            core.in_pass = False
-            core.escaped = None
+            core.running = False
             core.stopping = False
+            if core.escaped is not None:
+                core.escaped = None
             if core.close_requested:
                 self.close()
 
@@ -381,6 +391,8 @@ class PollLoop:
         would say so). Else the deadline of the earliest live timer.
         """
         core = self.__core
+        if core.closed:
+            return None
         if core.ready or core.stopping or core.may_hold_messages():
             return self.time()
         return core.timers.next_deadline()
@@ -410,7 +422,7 @@ class PollLoop:
         core = self.__core
         if core.closed:
             return
-        if core.running or core.in_pass:
+        if core.running:
             core.close_requested = True
             self.stop()
             return
@@ -422,6 +434,9 @@ class PollLoop:
         core.owned.clear()
         core.ready.clear()
         core.items = None
+        # New work is refused by the queues themselves: no check on the call_* paths.
+        core.ready = self.__ready = _CLOSED  # type: ignore[assignment]
+        core.timers = self.__timers = _CLOSED  # type: ignore[assignment]
         try:
             for target in owned:
                 _close_quietly(target)
@@ -474,9 +489,11 @@ class PollLoop:
 
     # --------------------------------------------------------- internals
 
-    def __check_open(self) -> None:
+    def __refuse_pass(self) -> None:
         if self.__core.closed:
             raise RuntimeError("this PollLoop is closed")
+        raise RuntimeError("run_once() called inside a pass of this PollLoop (from a callback, or "
+                           "while run() runs): passes do not nest")
 
     def __refused(self, sock: zmq.Socket, frames: int, size: int) -> None:
         core = self.__core
@@ -538,6 +555,27 @@ def check_blocking_socket(sock: Any) -> None:
             "Make it from a plain zmq.Context, or pass zmq.Socket(sock), a plain socket over the "
             "same libzmq socket"
         )
+
+
+class _Closed:
+    """A closed loop's ready queue and timer queue: empty, and refusing new work."""
+
+    def _refuse(self, *args: Any) -> Any:
+        raise RuntimeError("this PollLoop is closed")
+
+    append = call_later = call_at = _refuse
+
+    def __len__(self) -> int:
+        return 0
+
+    def clear(self) -> None:
+        pass
+
+    def next_deadline(self) -> None:
+        return None
+
+
+_CLOSED = _Closed()
 
 
 def _check_callable(callback: Any) -> None:

@@ -7,14 +7,13 @@ registers it here when it is not (a checkout run with ``python -m pytest``).
 """
 from __future__ import annotations
 
-from contextlib import closing
-
 import pytest
 import zmq
 
 import pollframe.testing.plugin
 from pollframe.epoll import EpollLoop
 from pollframe.loop import PollLoop
+from pollframe.testing.sockets import terminate_context
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,18 +33,27 @@ def loop_class(request):
     return request.param
 
 
+def _closed_after_the_sockets(made, ctx):
+    """Close the test's leftover sockets first: freed unclosed by the loop's close, pyzmq would warn."""
+    try:
+        yield made
+    finally:
+        try:
+            terminate_context(ctx)
+        finally:
+            made.close()
+
+
 @pytest.fixture
-def loop(loop_class):
+def loop(loop_class, ctx):
     """The loop under test, of each class in turn; closed at teardown."""
-    with closing(loop_class()) as made:
-        yield made
+    yield from _closed_after_the_sockets(loop_class(), ctx)
 
 
 @pytest.fixture
-def loop_on_clock(loop_class, fake_clock):
+def loop_on_clock(loop_class, fake_clock, ctx):
     """The loop under test on ``fake_clock``."""
-    with closing(loop_class(clock=fake_clock)) as made:
-        yield made
+    yield from _closed_after_the_sockets(loop_class(clock=fake_clock), ctx)
 
 
 @pytest.fixture
