@@ -327,8 +327,7 @@ class PollLoop:
         The schedule survives the callback raising; periods missed because
         the loop was busy are skipped, not run in a burst.
         """
-        if not callable(callback):
-            _check_callable(callback)
+        _check_callable(callback)
         if not 0 < interval < math.inf:
             raise ValueError(f"call_every needs a positive, finite interval, not {interval!r}")
         return self.__timers.call_at(self.time() + interval, callback, args, interval)
