@@ -26,6 +26,8 @@ EXAMPLE_APP = ROOT / "examples" / "example_app"
 # Pages whose blocks run as one script: page -> the directory it runs in (and imports from).
 SCRIPT_PAGES = {
     "tutorial.md": EXAMPLE_APP,
+    "howto/subclass.md": ROOT,
+    "howto/embed.md": ROOT,
 }
 # Pages whose blocks are pytest tests: page -> the directory on sys.path.
 PYTEST_PAGES = {
