@@ -80,6 +80,12 @@ class TooLarge(MessageError):
     kind = "too_large"
 
 
+class BadEnvelope(MessageError):
+    """The frames before the JSON frame are over the handler's bounds; never answered."""
+
+    kind = "bad_envelope"
+
+
 class HandlerFailed(MessageError):
     """The handler raised; the original exception is ``__cause__``."""
 

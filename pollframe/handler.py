@@ -23,6 +23,27 @@ stream's socket is REP) its sender gets ``["error", ["handler sent no
 reply"], {}]``. So on a REP socket every request gets exactly one reply and
 a REQ peer is never left waiting. ``__call__`` never raises for bad input:
 the loop goes on with the next message.
+
+Replying later. A plain handler that must first ask another service takes
+a :class:`ReplyToken` with :meth:`MessageHandler.reply_later` and answers
+through it when it can; an ``@message async def`` handler is the same
+thing written as a coroutine: it runs as a task on the stream's loop (see
+:mod:`pollframe.tasks`), and what it returns is the reply, sent when it
+returns. Several requests may be in progress at once on a ROUTER or DEALER
+stream; on REP one at a time, as the socket itself requires (it delivers no
+request before the reply to the last). A token dropped without a reply is
+noticed when it is collected: logged, counted as ``reply_forgotten``, and,
+with ``always_reply``, answered with an error reply.
+
+Limits against one peer. Peer-fault warnings are throttled to the 1st,
+10th, 100th, ... occurrence (``errors`` keeps the exact counts), and the
+envelope a reply echoes is bounded (``max_envelope_frames``,
+``max_envelope_bytes``): a message with a larger one is counted as
+``bad_envelope`` and never answered, so a peer cannot make the process
+send back what it stuffed into the envelope.
+
+The message tier imports no zmq (``import pollframe.handler`` loads only
+the codec, the errors and the task runner).
 """
 
 from __future__ import annotations
@@ -30,11 +51,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import Counter
-from typing import Any, Callable, Dict, Protocol, Sequence, TypeVar, overload
+from typing import Any, Callable, Coroutine, Dict, FrozenSet, Protocol, Sequence, TypeVar, Union, overload
 
+from pollframe import tasks
 from pollframe.codec import Codec, JsonCodec, to_triple
 from pollframe.errors import (
     BadArguments,
+    BadEnvelope,
     BadShape,
     DecodeError,
     HandlerFailed,
@@ -42,6 +65,7 @@ from pollframe.errors import (
     TooLarge,
     UnknownType,
     shorten,
+    worth_logging,
 )
 from pollframe.units import MAX_MSG_SIZE
 
@@ -50,13 +74,18 @@ log = logging.getLogger("pollframe.handler")
 NO_REPLY = "handler sent no reply"
 """The reason of the error reply ``always_reply`` sends for a handler that did not reply."""
 
+FORGOTTEN = "handler dropped its reply token without replying"
+"""The reason of the error reply ``always_reply`` sends for a forgotten :class:`ReplyToken`."""
+
 # zmq.REP's value: the message tier does not import zmq (a reply stream may
 # be any object with send_multipart), yet it must know a REP socket, whose
 # lockstep a missing reply breaks for good.
 _ZMQ_REP = 4
 
 _MARK = "_pollframe_message_types"
-_INSTANCE_ATTRS = frozenset({"json_load", "reply_stream", "codec", "max_size", "always_reply", "errors"})
+_INSTANCE_ATTRS = frozenset(
+    {"json_load", "reply_stream", "codec", "max_size", "always_reply", "errors", "loop"}
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,7 +141,8 @@ class MessageHandler:
     replaces :class:`~pollframe.codec.JsonCodec`. ``max_size`` (bytes, or
     ``None`` for no limit; default :data:`~pollframe.units.MAX_MSG_SIZE`)
     is checked before decoding. ``always_reply``:
-    see "No reply" below.
+    see "No reply" below. ``loop`` runs ``async def`` handlers (default:
+    the reply stream's ``loop``).
 
     Replies. A handler replies with :meth:`reply`, or by returning a value:
     a non-None return value ``[type, args, kwargs]`` or ``[type, data]``
@@ -127,25 +157,40 @@ class MessageHandler:
     handler object itself re-entrantly): ``reply`` and ``envelope`` refer to
     the message being handled and raise RuntimeError outside of one.
 
-    No reply. A handler that returns None without replying while a
-    ``reply_stream`` is set is logged and counted as ``errors["no_reply"]``.
-    With ``always_reply`` its sender then gets ``["error", ["handler sent
-    no reply"], {}]``: a REP socket that does not answer a request can
-    never receive again, so ``always_reply`` defaults to True when the reply
-    stream's ``socket`` is REP, and to False otherwise. Without it nothing
-    is sent: the handler may answer on another stream, or later. As
-    :meth:`reply` only works during the call, a handler that replies later
-    keeps :attr:`envelope` and sends ``envelope + [frame]`` on the stream
-    itself (on ROUTER or DEALER; a REP socket cannot wait).
+    Later replies. :meth:`reply_later` hands out a :class:`ReplyToken` for
+    the message being handled; the handler returns None and answers through
+    the token whenever it can, with no warning and nothing counted. An
+    ``@message async def`` handler replies with its return value when its
+    coroutine returns (an exception becomes the error reply). Both work on
+    ROUTER and DEALER streams, several requests at once; on a REP stream
+    the socket takes no request before the last one's reply.
+
+    No reply. A handler that returns None without replying (or taking a
+    token) while a ``reply_stream`` is set is logged and counted as
+    ``errors["no_reply"]``. With ``always_reply`` its sender then gets
+    ``["error", ["handler sent no reply"], {}]``: a REP socket that does not
+    answer a request can never receive again, so ``always_reply`` defaults to
+    True when the reply stream's ``socket`` is REP, and to False otherwise.
+
+    Messages that are not replies: :meth:`send` sends ``[msg_type, args,
+    kwargs]`` on the reply stream (a DEALER, REQ, PUSH or PUB stream: a
+    ROUTER needs an envelope, use a token).
     """
 
     _handlers: Dict[str, Callable[..., Any]] = {}
     _signatures: Dict[str, inspect.Signature] = {}
+    _coroutines: FrozenSet[str] = frozenset()
+
+    #: Most frames before the JSON frame that a reply echoes (a larger envelope is refused).
+    max_envelope_frames: int = 32
+    #: Most bytes in the frames before the JSON frame that a reply echoes.
+    max_envelope_bytes: int = 8192
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._handlers = _collect_handlers(cls)
         cls._signatures = {t: inspect.signature(f) for t, f in cls._handlers.items()}
+        cls._coroutines = frozenset(t for t, f in cls._handlers.items() if inspect.iscoroutinefunction(f))
 
     def __init__(
         self,
@@ -155,20 +200,25 @@ class MessageHandler:
         codec: Codec | None = None,
         max_size: int | None = MAX_MSG_SIZE,
         always_reply: bool | None = None,
+        loop: Any = None,
     ) -> None:
         self.json_load = json_load
         self.reply_stream = reply_stream
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.max_size = max_size
         self.always_reply = _is_rep(reply_stream) if always_reply is None else always_reply
+        self.loop = loop if loop is not None else getattr(reply_stream, "loop", None)
         self.errors: Counter[str] = Counter()
         self.__frames: list[bytes] | None = None
-        self.__replied = False
+        self.__replied: Union[bool, ReplyToken] = False  # or the ReplyToken taken for this message
+        self.__peer_faults = 0
 
     def __call__(self, msg: list[bytes] | bytes) -> None:
         """Handle one message: a list of frames (or one frame, as bytes)."""
         if isinstance(msg, bytes):
             msg = [msg]  # a single-frame callback (multipart=False)
+        elif len(msg) > 1 and not self._envelope_fits(msg):
+            return
         self.__frames = msg
         self.__replied = False
         try:
@@ -177,7 +227,9 @@ class MessageHandler:
             if func is None:
                 raise UnknownType(f"unknown message type {shorten(msg_type)}")
             result = self._invoke(func, msg_type, args, kwargs)
-            if result is not None:
+            if msg_type in self._coroutines:
+                self._start(msg_type, result)
+            elif result is not None:
                 self._reply_with_result(msg_type, result)
             elif not self.__replied and self.reply_stream is not None:
                 self._no_reply(msg_type)
@@ -185,6 +237,7 @@ class MessageHandler:
             self.handle_error(err)
         finally:
             self.__frames = None
+            self.__replied = False  # a token taken is the handler's to keep, not ours
 
     @property
     def envelope(self) -> list[bytes]:
@@ -196,25 +249,135 @@ class MessageHandler:
     def reply(self, msg_type: str, /, *args: Any, **kwargs: Any) -> None:
         """Send ``[msg_type, args, kwargs]`` to the sender of this message."""
         if self.__frames is None:
-            raise RuntimeError("reply() is only possible while a message is handled")
+            raise RuntimeError("reply() is only possible while a message is handled; "
+                               "to reply later, take a token with reply_later()")
         if self.reply_stream is None:
             raise RuntimeError("this handler has no reply_stream")
+        if isinstance(self.__replied, ReplyToken):
+            raise RuntimeError("this message's reply goes through the token reply_later() gave")
         self._send(msg_type, args, kwargs)
+
+    def reply_later(self) -> ReplyToken:
+        """Take the reply of the message being handled out of the call: answer it with the token.
+
+        The handler then returns None; no "sent no reply" warning, nothing
+        counted. ``token.reply(...)`` (or ``token.error(reason)``) sends the
+        one reply, whenever the handler can. A token collected without a
+        reply is logged and counted as ``reply_forgotten`` (and, with
+        ``always_reply``, answered with an error reply).
+        """
+        frames = self.__frames
+        if frames is None:
+            raise RuntimeError("reply_later() is only possible while a message is handled")
+        if self.reply_stream is None:
+            raise RuntimeError("this handler has no reply_stream")
+        if self.__replied:
+            raise RuntimeError("this message was already replied to (or has its token)")
+        token = ReplyToken(self, frames, self._current_type(frames))
+        self.__replied = token
+        return token
+
+    def send(self, msg_type: str, /, *args: Any, **kwargs: Any) -> None:
+        """Send ``[msg_type, args, kwargs]`` on the reply stream: a message that is not a reply.
+
+        Raises :class:`~pollframe.errors.EncodeError` for what cannot be
+        encoded and whatever the stream raises (``QueueFull``): a send that
+        the caller asked for is not dropped silently.
+        """
+        if self.reply_stream is None:
+            raise RuntimeError("this handler has no reply_stream to send on")
+        self.reply_stream.send_multipart([self.codec.encode(msg_type, args, kwargs)])
 
     def handle_error(self, err: MessageError) -> None:
         """Log and count a failed message; answer it if nothing was replied.
 
         The policy in one place: override it to change it (a test may
-        re-raise). A peer's fault is one warning line; a handler's fault is
-        logged with the traceback of what it raised.
+        re-raise). A peer's fault is one warning line, throttled to the 1st,
+        10th, 100th, ... of them (``errors`` counts every one); a handler's
+        fault is logged with the traceback of what it raised.
         """
         self.errors[err.kind] += 1
         if err.peer_fault:
-            log.warning("refused message: %s", err.reason)
+            self.__peer_faults += 1
+            if worth_logging(self.__peer_faults):
+                log.warning("refused message: %s (%d refused so far)", err.reason, self.__peer_faults)
         else:
             log.error("%s", err.reason, exc_info=err.__cause__)
-        if self.reply_stream is not None and self.__frames is not None and not self.__replied:
+        replied = self.__replied
+        if isinstance(replied, ReplyToken) and not replied.done:  # failed after taking its token
+            replied.done = True
+            replied = False
+        if self.reply_stream is not None and self.__frames is not None and not replied:
             self._send("error", [err.reason], {})
+
+    # ------------------------------------------------------------ internals
+
+    def _envelope_fits(self, msg: list[bytes]) -> bool:
+        """Refuse (count, log throttled, never answer) a message whose envelope is over the bounds."""
+        envelope = msg[: self.json_load]
+        if len(envelope) <= self.max_envelope_frames and sum(map(len, envelope)) <= self.max_envelope_bytes:
+            return True
+        self.errors[BadEnvelope.kind] += 1
+        self.__peer_faults += 1
+        if worth_logging(self.__peer_faults):
+            log.warning("refused message: an envelope of %d frame(s), %d bytes is over the bounds (%d, %d); "
+                        "not answered (%d refused so far)", len(envelope), sum(map(len, envelope)),
+                        self.max_envelope_frames, self.max_envelope_bytes, self.__peer_faults)
+        return False
+
+    def _current_type(self, frames: list[bytes]) -> str:
+        try:
+            return self.codec.decode(frames[self.json_load])[0]
+        except Exception:  # only for log lines
+            return "?"
+
+    def _start(self, msg_type: str, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run an async handler's coroutine as a task that replies with what it returns."""
+        if self.reply_stream is None:
+            token = None
+        else:
+            token = ReplyToken(self, self.__frames, msg_type)  # type: ignore[arg-type]
+            self.__replied = token
+        serve = self._serve(msg_type, coro, token)
+        if self.loop is not None:
+            tasks.spawn(self.loop, serve, name=f"handler for {msg_type}")
+        else:  # a fake stream: steps run where the awaited waiters complete
+            tasks.Task(serve, None, name=f"handler for {msg_type}")._step()
+
+    async def _serve(self, msg_type: str, coro: Coroutine[Any, Any, Any], token: ReplyToken | None) -> None:
+        failure: MessageError | None = None
+        result: Any = None
+        try:
+            result = await coro
+        except tasks.Cancelled:
+            if token is not None:
+                token.done = True  # the loop is closing: no reply, and nothing forgotten
+            raise
+        except MessageError as err:
+            failure = err
+        except Exception as exc:
+            failure = HandlerFailed(f"handler for {shorten(msg_type)} failed ({type(exc).__name__})")
+            failure.__cause__ = exc
+        if token is None:
+            if failure is not None:
+                self.handle_error(failure)
+            return
+        token.done = True
+        outer = self.__frames, self.__replied
+        self.__frames, self.__replied = token.frames, False  # as if it were being handled now
+        try:
+            if failure is None:
+                try:
+                    if result is None:
+                        self._no_reply(msg_type)
+                    else:
+                        self._reply_with_result(msg_type, result)
+                except MessageError as err:
+                    failure = err
+            if failure is not None:
+                self.handle_error(failure)
+        finally:
+            self.__frames, self.__replied = outer
 
     def _no_reply(self, msg_type: str) -> None:
         self.errors["no_reply"] += 1
@@ -225,15 +388,33 @@ class MessageHandler:
             log.warning("handler for %s sent no reply", shorten(msg_type))
 
     def _send(self, msg_type: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
-        stream, frames = self.reply_stream, self.__frames
-        assert stream is not None and frames is not None, "callers check both"
+        frames = self.__frames
+        assert self.reply_stream is not None and frames is not None, "callers check both"
         frame = self.codec.encode(msg_type, args, kwargs)
         self.__replied = True  # tried: a second attempt would break REP lockstep
+        self._deliver(frames[: self.json_load] + [frame], msg_type)
+
+    def _deliver(self, frames: list[bytes], msg_type: str) -> None:
+        """Send a reply's frames; a failure is counted and logged (throttled), never raised into the loop."""
+        stream = self.reply_stream
+        assert stream is not None
         try:
-            stream.send_multipart(frames[: self.json_load] + [frame])
+            stream.send_multipart(frames)
         except Exception as exc:  # a full queue, a socket error: the loop must go on
             self.errors["reply_failed"] += 1
-            log.warning("reply %s could not be sent: %s: %s", shorten(msg_type), type(exc).__name__, exc)
+            if worth_logging(self.errors["reply_failed"]):
+                log.warning("reply %s could not be sent: %s: %s (%d failed so far)", shorten(msg_type),
+                            type(exc).__name__, exc, self.errors["reply_failed"])
+
+    def _forgotten(self, token: ReplyToken) -> None:
+        """A token was collected without a reply (called from its ``__del__``)."""
+        self.errors["reply_forgotten"] += 1
+        log.warning("handler for %s dropped its reply token without replying%s", shorten(token.msg_type),
+                    "; sending an error reply" if self.always_reply else "")
+        if self.always_reply and self.loop is not None and not getattr(self.loop, "closed", True):
+            # Not from __del__ itself: it may run in the middle of another send on this stream.
+            frame = self.codec.encode("error", [FORGOTTEN], {})
+            self.loop.call_soon(self._deliver, token.envelope + [frame], "error")
 
     def _decode(self, msg: list[bytes]) -> tuple[str, list[Any], dict[str, Any]]:
         try:
@@ -280,6 +461,64 @@ class MessageHandler:
                 "not [type, args, kwargs] or [type, data]"
             ) from None
         self._send(reply_type, args, kwargs)
+
+
+class ReplyToken:
+    """The reply of one message, taken out of its handler's call by :meth:`MessageHandler.reply_later`.
+
+    Send it once, whenever the answer is ready: :meth:`reply` or
+    :meth:`error`. A second use raises RuntimeError. A token that is
+    collected without having been used is reported by its handler (logged,
+    counted as ``reply_forgotten``, answered with an error reply under
+    ``always_reply``), so a forgotten reply never passes silently.
+    """
+
+    __slots__ = ("_handler", "frames", "msg_type", "done")
+
+    def __init__(self, handler: MessageHandler, frames: list[bytes], msg_type: str) -> None:
+        self._handler = handler
+        #: The frames of the message this token answers, as received.
+        self.frames = frames
+        #: The type of the message this token answers.
+        self.msg_type = msg_type
+        #: True once the reply was sent (or settled otherwise).
+        self.done = False
+
+    def reply(self, msg_type: str, /, *args: Any, **kwargs: Any) -> None:
+        """Send ``[msg_type, args, kwargs]`` to the sender of the message.
+
+        Raises :class:`~pollframe.errors.EncodeError` (and stays unused) if
+        the reply cannot be encoded; RuntimeError if the token was used.
+        """
+        if self.done:
+            raise RuntimeError(f"the reply to {self.msg_type!r} was already sent")
+        frame = self._handler.codec.encode(msg_type, args, kwargs)
+        self._settle()
+        self._handler._deliver(self.envelope + [frame], msg_type)
+
+    def error(self, reason: str) -> None:
+        """Send the error reply ``["error", [reason], {}]``."""
+        self.reply("error", reason)
+
+    @property
+    def envelope(self) -> list[bytes]:
+        """The frames the reply is sent behind (a ROUTER's envelope)."""
+        return self.frames[: self._handler.json_load]
+
+    def _settle(self) -> None:
+        if self.done:
+            raise RuntimeError(f"the reply to {self.msg_type!r} was already sent")
+        self.done = True
+
+    def __del__(self) -> None:
+        if not self.done:
+            try:
+                self._handler._forgotten(self)
+            except Exception:  # noqa: S110 - nothing may escape a __del__
+                pass
+
+    def __repr__(self) -> str:
+        return f"<ReplyToken {self.msg_type!r} {'sent' if self.done else 'pending'}>"
 
 
 def _is_rep(stream: object) -> bool:

@@ -14,7 +14,7 @@ import zmq
 from pollframe.errors import BadArguments
 from pollframe.handler import MessageHandler, message
 from pollframe.stream import Stream
-from pollframe.testing import FakeStream, run_until
+from pollframe.testing import FakeStream, run_for, run_until
 from pollframe.units import MAX_MSG_SIZE as MAX_SIZE
 
 
@@ -611,3 +611,217 @@ def test_a_reply_that_cannot_be_sent_is_counted_and_the_next_message_still_handl
     assert pong.calls == ["ping", "ping"]
     assert pong.errors["reply_failed"] == 2
     assert all(record.exc_info is None for record in caplog.records), "one line, no traceback"
+
+
+# ------------------------------------------------- replies that come later
+
+
+class Later(MessageHandler):
+    """Handlers that answer after other work: async ones, and a plain one with a token."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tokens: list[Any] = []
+        self.events: list[str] = []
+
+    @message
+    async def lookup(self, key, delay=1.0):
+        self.events.append(f"start {key}")
+        await self.loop.sleep(delay)
+        self.events.append(f"reply {key}")
+        return ["value", [key], {}]
+
+    @message
+    async def fails(self):
+        await self.loop.sleep(0.1)
+        raise RuntimeError("secret")
+
+    @message
+    async def refuses(self):
+        raise BadArguments("no such key")
+
+    @message
+    async def silent(self):
+        await self.loop.sleep(0.1)
+
+    @message
+    def count(self):
+        self.tokens.append(self.reply_later())
+
+
+def routed(peer: bytes, msg: list) -> list[bytes]:
+    return [peer, b"", json.dumps(msg).encode()]
+
+
+@pytest.fixture
+def later(clocked_loop):
+    stream = FakeStream()
+    handler = Later(reply_stream=stream, loop=clocked_loop)
+    return handler, stream
+
+
+def test_an_async_handler_replies_with_its_return_value_when_it_returns(later, clocked_loop, fake_clock):
+    handler, stream = later
+    handler(routed(b"a", ["lookup", ["k"], {}]))
+    assert stream.sent == [] and handler.events == ["start k"]
+    run_for(clocked_loop, fake_clock, 1.0)
+    run_until(clocked_loop, lambda: stream.sent)
+    assert stream.sent == [routed(b"a", ["value", ["k"], {}])]
+    assert handler.errors == {}
+
+
+def test_several_async_requests_are_in_progress_at_once_and_each_reply_reaches_its_own_sender(
+    later, clocked_loop, fake_clock
+):
+    handler, stream = later
+    for peer, delay in ((b"slow", 3.0), (b"fast", 1.0), (b"mid", 2.0)):
+        handler(routed(peer, ["lookup", [peer.decode()], {"delay": delay}]))
+    assert handler.events == ["start slow", "start fast", "start mid"]
+    run_for(clocked_loop, fake_clock, 3.0)
+    run_until(clocked_loop, lambda: len(stream.sent) == 3)
+    assert stream.sent == [routed(p, ["value", [p.decode()], {}]) for p in (b"fast", b"mid", b"slow")]
+
+
+def test_an_exception_in_an_async_handler_becomes_the_error_reply_to_its_sender(
+    later, clocked_loop, fake_clock, caplog
+):
+    handler, stream = later
+    handler(routed(b"a", ["fails", [], {}]))
+    handler(routed(b"b", ["refuses", [], {}]))
+    run_for(clocked_loop, fake_clock, 0.1)
+    run_until(clocked_loop, lambda: len(stream.sent) == 2)
+    assert stream.sent == [routed(b"b", ["error", ["no such key"], {}]),
+                           routed(b"a", ["error", ["handler for 'fails' failed (RuntimeError)"], {}])]
+    assert handler.errors == {"handler_failed": 1, "bad_arguments": 1}
+    assert "secret" in caplog.text  # the traceback is logged, not sent
+
+
+def test_an_async_handler_that_returns_none_counts_no_reply_and_under_always_reply_answers_with_an_error(
+    clocked_loop, fake_clock
+):
+    stream = FakeStream()
+    handler = Later(reply_stream=stream, loop=clocked_loop, always_reply=True)
+    handler(routed(b"a", ["silent", [], {}]))
+    run_for(clocked_loop, fake_clock, 0.1)
+    run_until(clocked_loop, lambda: stream.sent)
+    assert stream.sent == [routed(b"a", ["error", ["handler sent no reply"], {}])]
+    assert handler.errors == {"no_reply": 1}
+
+
+def test_bad_arguments_to_an_async_handler_are_refused_before_it_runs(later):
+    handler, stream = later
+    handler(routed(b"a", ["lookup", [], {"nope": 1}]))
+    assert handler.events == [] and handler.errors == {"bad_arguments": 1}
+    assert stream.sent_json()[0][0] == "error"
+
+
+def test_an_async_handler_still_waiting_when_the_loop_closes_is_cancelled_without_reply_or_warning(caplog):
+    from pollframe.loop import PollLoop
+
+    loop = PollLoop()
+    stream = FakeStream()
+    handler = Later(reply_stream=stream, loop=loop, always_reply=True)
+    handler(routed(b"a", ["lookup", ["k"], {"delay": 3600}]))
+    loop.close()
+    assert stream.sent == [] and handler.errors == {} and "token" not in caplog.text
+
+
+def test_on_a_rep_socket_async_requests_are_handled_one_at_a_time(loop, ctx):
+    stream = Stream(ctx.socket(zmq.REP), loop)
+    endpoint = "inproc://async-rep"
+    stream.socket.bind(endpoint)
+    handler = Later(reply_stream=stream)
+    stream.on_recv(handler)
+    clients = []
+    try:
+        for n in range(2):
+            client = ctx.socket(zmq.REQ)
+            client.connect(endpoint)
+            client.send_json(["lookup", [n], {"delay": 0.01}])
+            clients.append(client)
+        run_until(loop, lambda: len(handler.events) == 4)
+        assert handler.events in (["start 0", "reply 0", "start 1", "reply 1"],
+                                  ["start 1", "reply 1", "start 0", "reply 0"])
+        replies = sorted(c.recv_json() for c in clients if c.poll(1000))
+        assert replies == [["value", [0], {}], ["value", [1], {}]]
+    finally:
+        for client in clients:
+            client.close(linger=0)
+        stream.close(linger=0)
+
+
+def test_a_plain_handler_replies_later_through_its_token_with_no_warning_and_nothing_counted(
+    later, caplog
+):
+    handler, stream = later
+    handler(routed(b"a", ["count", [], {}]))
+    handler(routed(b"b", ["count", [], {}]))
+    assert stream.sent == [] and handler.errors == {} and caplog.text == ""
+    second, first = handler.tokens[1], handler.tokens[0]
+    second.reply("counted", 2)
+    first.error("not today")
+    assert stream.sent == [routed(b"b", ["counted", [2], {}]), routed(b"a", ["error", ["not today"], {}])]
+    with pytest.raises(RuntimeError, match="already sent"):
+        first.reply("again")
+    assert handler.errors == {}
+
+
+def test_a_reply_token_that_is_dropped_unused_is_logged_counted_and_under_always_reply_answered(
+    clocked_loop, caplog
+):
+    stream = FakeStream()
+    handler = Later(reply_stream=stream, loop=clocked_loop, always_reply=True)
+    handler(routed(b"a", ["count", [], {}]))
+    handler.tokens.clear()  # the only reference: collected at once
+    assert handler.errors == {"reply_forgotten": 1}
+    assert "dropped its reply token" in caplog.text
+    run_until(clocked_loop, lambda: stream.sent)  # sent from the loop, not from __del__
+    assert stream.sent == [routed(b"a", ["error", ["handler dropped its reply token without replying"], {}])]
+
+
+def test_reply_later_outside_a_message_and_reply_after_taking_a_token_are_runtime_errors(later):
+    handler, _ = later
+    with pytest.raises(RuntimeError):
+        handler.reply_later()
+
+    class Both(MessageHandler):
+        @message
+        def twice(self):
+            self.reply_later()
+            self.reply("now")
+
+    stream = FakeStream()
+    Both(reply_stream=stream)(routed(b"a", ["twice", [], {}]))
+    assert stream.sent_json()[0][0] == "error"
+
+
+def test_send_puts_a_message_that_is_not_a_reply_on_the_handlers_stream():
+    stream = FakeStream()
+    handler = MessageHandler(reply_stream=stream)
+    handler.send("hello", 1, loud=True)
+    assert stream.sent == [[b'["hello", [1], {"loud": true}]']]
+    with pytest.raises(RuntimeError):
+        MessageHandler().send("hello")
+
+
+# ------------------------------------------------------ limits against one peer
+
+
+def test_peer_fault_warnings_are_throttled_to_powers_of_ten_while_the_counts_stay_exact(pong, stream, caplog):
+    with caplog.at_level(logging.WARNING, logger="pollframe.handler"):
+        for _ in range(1000):
+            pong([b"\xff junk"])
+    assert pong.errors == {"not_json": 1000}
+    assert len(stream.sent) == 1000  # every one is still answered
+    lines = [r.getMessage() for r in caplog.records if r.name == "pollframe.handler"]
+    assert len(lines) == 4 and [line.rsplit("(", 1)[1] for line in lines] == [
+        f"{n} refused so far)" for n in (1, 10, 100, 1000)]
+
+
+def test_a_message_whose_envelope_is_over_the_bounds_is_counted_and_never_answered(pong, stream):
+    payload = json.dumps(["ping", 1]).encode()
+    pong([b"x"] * 100 + [payload])  # too many frames
+    pong([b"peer", b"y" * 10_000, payload])  # too many bytes
+    assert stream.sent == [] and pong.errors == {"bad_envelope": 2} and pong.calls == []
+    pong([b"peer", b"", payload])
+    assert stream.sent == [[b"peer", b"", b'["pong", [1], {}]']]
