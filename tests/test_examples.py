@@ -16,10 +16,10 @@ import zmq
 from helper_procs import EXAMPLE_APP
 
 from logic import PingHandler, Pinger
-from pingproc import PingProc, ReqStreamHandler
+from pingproc import PingProc, PingSide
 from pongproc import PongProc, RepStreamHandler
 
-from pollframe.handler import MessageHandler
+from pollframe.errors import RemoteError, RequestTimeout
 from pollframe.testing import FakeStream, TimedSocket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,11 +114,40 @@ def test_rep_handler_stops_on_plzdiekthxbye_and_still_replies_bye(rep):
     assert stream.sent == [[b"peer-1", b"", b'["bye", [], {}]']]
 
 
-def test_the_ping_sides_handler_shadows_no_attribute_of_message_handler():
-    # reply() and handle_error() use MessageHandler's own helpers: an instance attribute
-    # of the same name would replace them.
-    handler = ReqStreamHandler(lambda msg: None, lambda failure: None, Pinger())
-    assert not set(vars(handler)) & set(dir(MessageHandler))
+def _finish(coro):
+    """Run a coroutine that never suspends to its end; return what it returned."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the coroutine suspended")
+
+
+def test_the_ping_side_sends_each_request_in_turn_and_dispatches_each_reply_by_type(capsys):
+    sent = []
+
+    async def call(msg_type, *args, **kwargs):
+        sent.append([msg_type, list(args), kwargs])
+        return ("pong", list(args), {}) if msg_type == "ping" else ("bye", [], {})
+
+    assert _finish(PingSide(call, Pinger(2, stop_pong=True)).run()) is None
+    assert sent == [["ping", [0], {}], ["ping", [1], {}], ["plzdiekthxbye", [], {}]]
+    assert capsys.readouterr().out == "Ping got reply: pong 0\nPing got reply: pong 1\n"
+
+
+@pytest.mark.parametrize("outcome, failure", [
+    (RequestTimeout("tcp://x:1", 3, 0.5), "no reply to 'ping': no reply from tcp://x:1 after 3 attempt(s)"),
+    (RemoteError("unknown message type"), "PongProc refused a request: unknown message type"),
+    (("pong", [7], {}), "bad reply 'pong' to 'ping': pong 7 does not answer ping 0"),
+    (("what", [], {}), "unexpected reply 'what' to 'ping'"),
+])
+def test_the_ping_side_ends_with_what_went_wrong_when_a_reply_fails_or_does_not_fit(outcome, failure):
+    async def call(msg_type, *args, **kwargs):
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert _finish(PingSide(call, Pinger(3)).run()).startswith(failure)
 
 
 # ------------------------------------------------------------ process tier: real children
