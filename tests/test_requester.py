@@ -442,7 +442,7 @@ def test_the_readme_requester_and_coroutine_examples_print_their_replies_and_exi
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Calling another process"):readme.index("## Who is still there")]
-    first, coroutines = re.findall(r"```python\n(.*?)```", section, re.S)
+    first, coroutines = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
     setup, teardown = first.rsplit("req.close()", 1)
     for code, printed in ((first, "('pong', [3], {})\n"),
                           (setup + coroutines + "req.close()" + teardown,
