@@ -41,6 +41,8 @@ myst_enable_extensions = ["colon_fence"]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_typehints = "signature"
+autodoc_typehints_format = "short"
+python_use_unqualified_type_names = True
 
 html_theme = "furo"
 html_title = f"pollframe {release}"
@@ -69,15 +71,15 @@ def write_api_pages(app: object = None) -> None:
         importlib.import_module(name)
         title = f"``{name}``"
         options = "   :no-members:\n" if name == "pollframe" else ""
-        _write_if_changed(api / f"{name}.rst", f"{title}\n{'=' * len(title)}\n\n.. automodule:: {name}\n{options}")
+        page = f"{title}\n{'=' * len(title)}\n\n.. automodule:: {name}\n{options}"
+        _write_if_changed(api / f"{name}.rst", page)
     for stale in api.glob("pollframe*.rst"):
         if stale.stem not in modules:
             stale.unlink()
     top = sys.modules["pollframe"]
+    homes = {name: getattr(getattr(top, name), "__module__", "pollframe") for name in top.__all__}
     shortcuts = "\n".join(
-        f"   * - :py:obj:`{name} <{home}.{name}>`\n"
-        f"     - ``{home}``"
-        for name, home in ((name, getattr(getattr(top, name), "__module__", "pollframe")) for name in top.__all__)
+        f"   * - :py:obj:`{name} <{home}.{name}>`\n     - ``{home}``" for name, home in homes.items()
     )
     pages = "\n".join(f"   {name}" for name in modules)
     _write_if_changed(api / "index.rst", f"""API reference
