@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 import zmq
 
+from pollframe import children
 from pollframe.address import parse_address, port_of
 from pollframe.loop import PollLoop
 from pollframe.stream import Stream
@@ -77,7 +78,9 @@ class ZmqProcess(multiprocessing.Process):
     or call ``run()`` to use the current process. ``mp_context`` picks the
     start method for this process only: a name (``"fork"``, ``"spawn"``,
     ``"forkserver"``) or a context from ``multiprocessing.get_context()``;
-    ``None`` uses the default.
+    ``None`` uses the class's :attr:`start_method`, by default ``forkserver``
+    where there is one and ``spawn`` elsewhere, never ``fork`` (a forked
+    child inherits the parent's zmq descriptors: see :mod:`pollframe.children`).
     """
 
     #: Seconds a closing socket may keep trying to deliver unsent messages.
@@ -86,6 +89,14 @@ class ZmqProcess(multiprocessing.Process):
     max_msg_size: int = MAX_MSG_SIZE
     #: Signals that stop the loop cleanly (exit code 0).
     stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+    #: The start method of processes of this class that were given no ``mp_context``;
+    #: None: ``forkserver`` where there is one, else ``spawn`` (see :mod:`pollframe.children`).
+    start_method: str | None = None
+    #: Sent to the child when the process that started it dies (Linux ``PR_SET_PDEATHSIG``);
+    #: ``None``: only the closing control pipe tells it.
+    parent_death_signal: int | None = signal.SIGTERM
+    #: Seconds each step of ending this process's own children at exit waits (ask, SIGTERM, SIGKILL).
+    child_stop_timeout: float = 1.0
     #: The loop :meth:`setup` makes: :class:`~pollframe.loop.PollLoop`, ``EpollLoop`` or a subclass.
     loop_class: type[PollLoop] = PollLoop
 
@@ -99,9 +110,9 @@ class ZmqProcess(multiprocessing.Process):
         super().__init__(name=name, daemon=daemon)
         if mp_context is not None and not isinstance(mp_context, str):
             mp_context = mp_context.get_start_method()
-        if mp_context is not None:
-            # As multiprocessing's own SpawnProcess etc. do: the child's children use it too.
-            self._start_method: str | None = mp_context
+        # None: the class's start_method, else children.default_start_method(), at start().
+        # As for multiprocessing's own SpawnProcess etc., the child's plain Processes use it too.
+        self._start_method: str | None = mp_context
         #: The :class:`zmq.Context`, made by :meth:`setup` in the running process.
         self.context: zmq.Context[Any] | None = None
         #: The :class:`~pollframe.loop.PollLoop`, made by :meth:`setup`.
@@ -115,6 +126,8 @@ class ZmqProcess(multiprocessing.Process):
         self._child_control: multiprocessing.connection.Connection | None = None
         self._ready = False
         self._failure: str | None = None  # why the child's setup() failed, as it said
+        self._launcher_pid: int | None = None  # in the child: the pid that started it, if it is our parent
+        self._older_children: set[Any] = set()  # children that existed before setup(): not ours to end
 
     # ------------------------------------------------------------- in the parent
 
@@ -122,6 +135,12 @@ class ZmqProcess(multiprocessing.Process):
         """Start the child, with a control pipe for :meth:`wait_ready` and :meth:`stop`."""
         if self.context is not None:
             raise RuntimeError(f"{self.name}: setup() ran in the parent; the child must make its context")
+        if self._start_method is None:
+            self._start_method = self.start_method or children.default_start_method()
+        if self._start_method == "forkserver":
+            children.preload_pollframe()
+        # fork and spawn make the child ours; a forkserver child's parent is the server.
+        self._launcher_pid = None if self._start_method == "forkserver" else os.getpid()
         ctx = multiprocessing.get_context(self._start_method)
         self._control, self._child_control = ctx.Pipe(duplex=True)
         try:
@@ -279,6 +298,7 @@ class ZmqProcess(multiprocessing.Process):
 
     def setup(self) -> None:
         """Create :attr:`context` and :attr:`loop`; extend it to make your streams."""
+        self._older_children = set(multiprocessing.active_children())
         self.context = zmq.Context()
         self.loop = self.loop_class()
 
@@ -296,6 +316,10 @@ class ZmqProcess(multiprocessing.Process):
             self._control.close()
             self._control = None
         previous = self._install_signal_handlers()
+        if control is not None:
+            children.die_with_parent(self.parent_death_signal)
+            if self._launcher_pid is not None and os.getppid() != self._launcher_pid:
+                self.stop()  # the parent died before the kernel was asked to tell us
         try:
             self._run_loop(control)
         finally:
@@ -335,24 +359,38 @@ class ZmqProcess(multiprocessing.Process):
             loop.run()
 
     def teardown(self) -> None:
-        """Close streams with a bounded linger, close the loop, destroy the context.
+        """End the children, close streams with a bounded linger, close the loop, destroy the context.
 
         Each stream keeps its own linger (``stream(..., linger=...)``) when
-        it is shorter than :attr:`linger`, which bounds them all.
+        it is shorter than :attr:`linger`, which bounds them all. Children
+        started since :meth:`setup` (``ZmqProcess`` or not) are stopped
+        together, each step waiting :attr:`child_stop_timeout`: asked to stop
+        first, while the streams close, then ``SIGTERM``, then ``SIGKILL``
+        (see :func:`pollframe.children.stop_all`). Otherwise
+        multiprocessing's exit handler would wait for them without end.
 
         Called by ``run()`` however the loop ended. Extend it to release
         your own resources (call ``super().teardown()`` last).
         """
+        kids = [p for p in multiprocessing.active_children() if p not in self._older_children]
+        for kid in kids:  # at once: they stop while our streams close
+            children.ask_to_stop(kid)
+        try:
+            self._close_streams()
+        finally:
+            children.stop_all(kids, self.child_stop_timeout)
+            if self.loop is not None:
+                self.loop.close()
+            if self.context is not None:
+                self.context.destroy(linger=to_ms(self.linger))
+
+    def _close_streams(self) -> None:
         for stream in reversed(self._streams):
             try:
                 stream.close(linger=self._closing_linger(stream))
             except Exception:
                 log.exception("pollframe: closing %r failed", stream)
         self._streams.clear()
-        if self.loop is not None:
-            self.loop.close()
-        if self.context is not None:
-            self.context.destroy(linger=to_ms(self.linger))
 
     def _closing_linger(self, stream: Stream) -> float | None:
         """The linger (seconds) to close *stream* with: its own, cut to :attr:`linger`.

@@ -6,10 +6,14 @@ test can look at the sockets directly.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import zmq
@@ -622,3 +626,65 @@ def test_a_sub_stream_with_no_prefixes_subscribes_to_nothing_and_a_bad_prefix_is
     assert xpub.poll(200) == 0
     with pytest.raises(TypeError, match="prefix is bytes or str, not int"):
         local.stream(zmq.SUB, f"127.0.0.1:{port}", bind=False, subscribe=[b"ok", 7])
+
+
+# ------------------------------------------------------------ a tree of processes always ends
+
+TREE = Path(__file__).with_name("tree_procs.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "how, method",
+    [("SIGTERM", "default"), ("stop", "default"), ("SIGKILL", "default"), ("SIGKILL", "fork-held")],
+)
+def test_a_process_tree_ends_within_2_s_when_its_top_is_stopped_or_killed(how, method, tmp_path):
+    # Three levels, the top with two children: the script kills the top and waits for the rest.
+    run = subprocess.run(
+        [sys.executable, str(TREE), how, method, "3", "2", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.returncode == 0, run.stderr
+    tree = json.loads(run.stdout)
+    print(f"reliability: tree of 5 ended by {how} ({method}) in {tree['elapsed'] * 1000:.0f} ms")
+    assert tree["left"] == {}, f"left behind after {tree['elapsed']:.2f} s"
+    assert tree["elapsed"] < 2.0
+    assert tree["names"] == ["top", "top.0", "top.0.0", "top.1", "top.1.0"]
+    below_top = [name for name in tree["names"] if name != "top"]
+    if how == "SIGKILL":
+        assert tree["codes"].pop("top") == -signal.SIGKILL
+        assert tree["done"] == below_top  # every other one shut down cleanly
+    else:
+        assert tree["done"] == tree["names"]
+    assert all(code == 0 for code in tree["codes"].values())
+
+
+def test_the_default_start_method_is_forkserver_where_there_is_one(start_process, client):
+    expected = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    sock = client(start_process(StartMethodProc()).endpoint)
+    sock.send(b"?")
+    assert sock.recv_string() == expected
+
+
+def _listening_socket_inode(port: int) -> str:
+    """The inode of the TCP socket listening on 127.0.0.1:``port`` (from /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def _holds_socket(pid: int, inode: str) -> bool:
+    fds = Path("/proc", str(pid), "fd")
+    return any(os.readlink(fd) == f"socket:[{inode}]" for fd in fds.iterdir())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_default_child_does_not_inherit_the_listening_socket_of_its_parent(start_process, ctx):
+    listener = ctx.socket(zmq.ROUTER)
+    port = listener.bind_to_random_port("tcp://127.0.0.1")
+    inode = _listening_socket_inode(port)
+    child = start_process(EchoProc("127.0.0.1"))  # a fork child would keep it open: the port stays taken
+    assert _holds_socket(os.getpid(), inode)  # the check sees what it looks for
+    assert not _holds_socket(child.pid, inode)
