@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and readers
         UnknownType,
     )
     from pollframe.handler import MessageHandler, ReplyToken, message
+    from pollframe.handles import Handle
     from pollframe.liveness import Liveness
     from pollframe.loop import PollLoop
     from pollframe.monitor import SocketEvent
@@ -51,6 +52,7 @@ _PUBLIC = {
     "DecodeError": "pollframe.errors",
     "EncodeError": "pollframe.errors",
     "EpollLoop": "pollframe.epoll",
+    "Handle": "pollframe.handles",
     "HandlerFailed": "pollframe.errors",
     "JsonCodec": "pollframe.codec",
     "Liveness": "pollframe.liveness",
@@ -86,6 +88,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "EpollLoop",
+    "Handle",
     "HandlerFailed",
     "JsonCodec",
     "Liveness",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tu
 import zmq
 from zmq.backend import zmq_poll
 
+from pollframe.handles import Handle
 from pollframe.timers import Timer, TimerQueue
 from pollframe.units import FOREVER, poll_ms
 
@@ -60,7 +61,7 @@ class Core:
         self.errors = 0
         self.refused = 0
         self.timers = TimerQueue()
-        self.ready: Deque[Timer] = deque()
+        self.ready: Deque[Handle] = deque()
         self.handlers: Dict[Any, Callable[[int], None]] = {}
         self.events: Dict[Any, int] = {}
         self.owned: Dict[Any, Any] = {}
@@ -181,7 +182,6 @@ class Core:
                 self.io_failed(key, exc)
 
     def run_timers(self) -> None:
-        """Run the timers due now; those not reached when a callback escapes go back in the queue."""
         timers = self.timers
         due = timers.pop_due(self.time())
         started = 0
@@ -194,21 +194,26 @@ class Core:
                     self.call(timer)
                 else:
                     try:
-                        self.call(timer)
+                        self.call_periodic(timer)
                     finally:
                         timers.reschedule(timer, self.time())
         finally:
             if started < len(due):
                 timers.restore(due[started:])  # the pass was left early: they run in the next
 
-    def call(self, handle: Timer) -> None:
-        """Run one timer's callback under the loop's error policy; a one-shot timer is spent first."""
+    def call(self, handle: Handle) -> None:
+        """Run a one-shot callback; its handle lets go of the callback and its arguments first."""
         callback, args = handle.callback, handle.args
-        if handle.interval is None:
-            handle.callback = handle.args = None
-            handle.cancelled = True
+        handle.callback = handle.args = None
         try:
             callback(*args)  # type: ignore[misc]
+        except Exception as exc:
+            self.report(exc, f"callback {safe_repr(callback)}")
+
+    def call_periodic(self, timer: Timer) -> None:
+        callback = timer.callback
+        try:
+            callback(*timer.args)  # type: ignore[misc]
         except Exception as exc:
             self.report(exc, f"callback {safe_repr(callback)}")
 

@@ -40,11 +40,12 @@ import zmq
 
 from pollframe import tasks
 from pollframe.core import Core, safe_repr
+from pollframe.handles import Handle
 from pollframe.readers import make_reader
 from pollframe.tasks import Task, Waiter
 from pollframe.timers import Timer, TimerQueue
 
-__all__ = ["PollLoop", "Timer"]
+__all__ = ["Handle", "PollLoop", "Timer"]
 
 log = logging.getLogger("pollframe")
 
@@ -103,7 +104,7 @@ class PollLoop:
 
     # Set by __init__; until then each says that super().__init__() was not called.
     __core: _Unset[Core] = _Unset()
-    __ready: _Unset[Deque[Timer]] = _Unset()
+    __ready: _Unset[Deque[Handle]] = _Unset()
     __timers: _Unset[TimerQueue] = _Unset()
     __on_error: _Unset[Optional[ErrorHandler]] = _Unset()
     __clock: _Unset[Callable[[], float]] = _Unset()
@@ -298,14 +299,14 @@ class PollLoop:
 
     # ---------------------------------------------------------- timers
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Timer:
-        """Run ``callback(*args)`` on the next pass; returns a cancellable handle."""
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the next pass; returns a :class:`Handle` to cancel it."""
         _check_callable(callback)
-        handle = Timer(0.0, 0, callback, args, None, None)
+        handle = Handle(callback, args)
         self.__ready.append(handle)  # a closed loop's queue refuses it
         return handle
 
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Timer:
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """Like ``call_soon``, from any thread: wakes a sleeping poll at once."""
         handle = self.call_soon(callback, *args)
         self.__core.wake()

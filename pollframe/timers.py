@@ -21,6 +21,8 @@ from collections import deque
 from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
+from pollframe.handles import Handle
+
 #: Rebuild only when at least this many timers are cancelled (and more than half).
 _COMPACT_MIN = 256
 _INF = float("inf")
@@ -33,10 +35,10 @@ def _checked_delay(delay: float) -> float:
     raise ValueError(f"a timer needs a finite delay in seconds, not {delay!r}")
 
 
-class Timer:
-    """A scheduled call; keep it to ``cancel()`` the call before it runs."""
+class Timer(Handle):
+    """A scheduled call (asyncio's ``TimerHandle``): a Handle with a deadline, and an interval if periodic."""
 
-    __slots__ = ("when", "seq", "callback", "args", "interval", "cancelled", "_queue")
+    __slots__ = ("when", "seq", "interval", "_queue")
 
     def __init__(
         self,
@@ -47,16 +49,20 @@ class Timer:
         interval: Optional[float],
         queue: Optional[TimerQueue],
     ) -> None:
-        self.when = when
-        self.seq = seq
         self.callback: Optional[Callable[..., Any]] = callback
         self.args: Optional[tuple] = args
-        self.interval = interval
         self.cancelled = False
+        self.when = when
+        self.seq = seq
+        self.interval = interval
         self._queue = queue
 
     def cancel(self) -> None:
-        """Stop the call from running; cancelling twice, or after it ran, is harmless."""
+        """Stop the call from running; cancelling twice, or after it ran, is harmless.
+
+        A periodic timer stops for good. The queue counts it, so that it can
+        drop cancelled timers once they are the majority.
+        """
         if self.cancelled:
             return
         self.cancelled = True
@@ -66,8 +72,8 @@ class Timer:
             queue._cancelled_one()
 
     def __repr__(self) -> str:
-        state = "cancelled" if self.cancelled else f"when={self.when:.6f}"
-        return f"<Timer {state} interval={self.interval}>"
+        every = "" if self.interval is None else f" every {self.interval:g} s"
+        return f"<Timer {self._state()} when={self.when:.6f}{every}>"
 
 
 def next_periodic_deadline(previous: float, interval: float, now: float) -> float:

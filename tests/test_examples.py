@@ -194,7 +194,7 @@ def finish(proc: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> tuple[str, s
             proc.communicate()
 
 
-SCRIPTS = ["blocking_recv.py", "polling.py", "pollloop.py", "example_app/main.py"]
+SCRIPTS = ["blocking_recv.py", "polling.py", "pollloop.py", "pollloop_subclass.py", "example_app/main.py"]
 
 
 @pytest.mark.system

@@ -10,6 +10,7 @@ import time
 import pytest
 import zmq
 
+from pollframe.handles import Handle
 from pollframe.testing import FakeClock, run_until
 
 pytestmark = pytest.mark.timeout(20)
@@ -922,3 +923,49 @@ def test_removing_a_signal_handler_restores_the_one_from_before_it_was_added(loo
         assert signal.getsignal(signal.SIGUSR1) is original
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+# ------------------------------------------------------------ handles
+
+
+def test_a_one_shot_timer_that_ran_is_done_not_cancelled(loop_on_clock, fake_clock):
+    timer = loop_on_clock.call_later(1.0, print)
+    assert timer.pending and not timer.cancelled
+    fake_clock.advance(1.0)
+    loop_on_clock.run_once(0)
+    assert not timer.pending and not timer.cancelled
+    assert "done" in repr(timer)
+
+
+def test_call_soon_returns_a_plain_handle_without_a_deadline(loop):
+    handle = loop.call_soon(print)
+    assert type(handle) is Handle and not hasattr(handle, "when")
+    loop.run_once(0)
+    assert not handle.pending and not handle.cancelled
+
+
+def test_cancelled_means_only_that_cancel_was_called(loop_on_clock, fake_clock):
+    loop = loop_on_clock
+    every = loop.call_every(1.0, print)
+    for _ in range(3):
+        fake_clock.advance(1.0)
+        loop.run_once(0)
+        assert every.pending and not every.cancelled, "a periodic timer stays pending while it runs"
+    every.cancel()
+    assert every.cancelled and not every.pending
+
+
+def test_handles_can_be_weakly_referenced_and_do_not_keep_a_finished_callback_alive(loop):
+    import weakref
+
+    class Callback:
+        def __call__(self):
+            pass
+
+    callback = Callback()
+    alive = weakref.ref(callback)
+    handles = weakref.WeakSet([loop.call_soon(callback), loop.call_later(0, callback)])
+    del callback
+    loop.run_once(0)
+    assert alive() is None, "a handle lets go of its callback once it ran"
+    assert len(handles) == 0

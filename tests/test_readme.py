@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pollframe.loop import PollLoop
+
 pytestmark = pytest.mark.system
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -62,3 +64,12 @@ def test_the_majordomo_example_prints_the_reply(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=25)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[b'HELLO']\n"
+
+
+def test_the_subclassing_section_names_every_public_name_of_pollloop():
+    text = README.read_text()
+    section = text[text.index("### Subclassing PollLoop"):text.index("### Processes in brief")]
+    named = set(re.findall(r"`(\w+)", section))
+    public = {name for name in dir(PollLoop) if not name.startswith("_")}
+    missing = public - named
+    assert not missing, f"add {sorted(missing)} to the README's 'Subclassing PollLoop' list of public names"
