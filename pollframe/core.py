@@ -182,6 +182,7 @@ class Core:
                 self.io_failed(key, exc)
 
     def run_timers(self) -> None:
+        """Run the timers due now; if the pass is left early, those not yet run go back in."""
         timers = self.timers
         due = timers.pop_due(self.time())
         started = 0
@@ -211,6 +212,7 @@ class Core:
             self.report(exc, f"callback {safe_repr(callback)}")
 
     def call_periodic(self, timer: Timer) -> None:
+        """Run a periodic timer's callback; the timer keeps it for the next period."""
         callback = timer.callback
         try:
             callback(*timer.args)  # type: ignore[misc]
