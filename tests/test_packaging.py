@@ -6,6 +6,8 @@ the source tree, so these tests see exactly what ``pip install pollframe`` gives
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -20,6 +22,8 @@ def installed() -> metadata.Distribution:
         dist = metadata.distribution("pollframe")
     except metadata.PackageNotFoundError:
         pytest.skip("pollframe is not installed")
+    if dist.read_text("RECORD") is None:
+        pytest.skip(f"pollframe's metadata is the egg-info of a source tree ({dist.locate_file('')})")
     init = Path(str(dist.locate_file("pollframe/__init__.py")))
     if not init.exists() or init.resolve() != Path(pollframe.__file__).resolve():
         pytest.skip(f"pollframe is imported from {pollframe.__file__}, not from an installed distribution")
@@ -48,3 +52,14 @@ def test_the_oldest_python_classifier_is_the_one_python_requires_names():
     assert versions, "no Python version classifiers"
     assert dist.metadata["Requires-Python"] == f">={versions[0]}"
     assert sorted(versions, key=lambda v: tuple(map(int, v.split(".")))) == versions
+
+
+def test_the_pollframe_command_is_installed_beside_the_interpreter_and_answers_help():
+    scripts = {ep.name: ep.value for ep in installed().entry_points if ep.group == "console_scripts"}
+    assert scripts == {"pollframe": "pollframe.cli:main"}
+    # pip installs a console script into the environment's bin directory, beside its python.
+    command = Path(sys.executable).parent / "pollframe"
+    assert command.is_file(), f"no {command}"
+    done = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: pollframe")
