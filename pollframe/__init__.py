@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the same names, for type checkers and readers
     from pollframe.client import RequestClient
     from pollframe.codec import Codec, JsonCodec
+    from pollframe.embed import AsyncioGuest, TkGuest
     from pollframe.epoll import EpollLoop
     from pollframe.errors import (
         BadArguments,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and readers
     from pollframe.liveness import Liveness
     from pollframe.loop import PollLoop
     from pollframe.monitor import SocketEvent
+    from pollframe.offload import Offload
     from pollframe.peers import PeerTable
     from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
     from pollframe.reconnect import ReconnectingStream
@@ -46,6 +48,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and readers
 
 #: Each public name and the module that defines it.
 _PUBLIC = {
+    "AsyncioGuest": "pollframe.embed",
     "BadArguments": "pollframe.errors",
     "BadShape": "pollframe.errors",
     "Codec": "pollframe.codec",
@@ -58,6 +61,7 @@ _PUBLIC = {
     "Liveness": "pollframe.liveness",
     "MessageError": "pollframe.errors",
     "MessageHandler": "pollframe.handler",
+    "Offload": "pollframe.offload",
     "PeerTable": "pollframe.peers",
     "PollLoop": "pollframe.loop",
     "ProcessNotReady": "pollframe.process",
@@ -74,6 +78,7 @@ _PUBLIC = {
     "Stream": "pollframe.stream",
     "Task": "pollframe.tasks",
     "Timer": "pollframe.timers",
+    "TkGuest": "pollframe.embed",
     "TooLarge": "pollframe.errors",
     "TooManyRequests": "pollframe.errors",
     "UnknownType": "pollframe.errors",
@@ -82,6 +87,7 @@ _PUBLIC = {
 }
 
 __all__ = [
+    "AsyncioGuest",
     "BadArguments",
     "BadShape",
     "Codec",
@@ -94,6 +100,7 @@ __all__ = [
     "Liveness",
     "MessageError",
     "MessageHandler",
+    "Offload",
     "PeerTable",
     "PollLoop",
     "ProcessNotReady",
@@ -110,6 +117,7 @@ __all__ = [
     "Stream",
     "Task",
     "Timer",
+    "TkGuest",
     "TooLarge",
     "TooManyRequests",
     "UnknownType",

@@ -17,8 +17,10 @@ own errors, through the loop's policy as usual).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["Job", "Offload"]
 
@@ -74,6 +76,9 @@ class Offload:
             raise ValueError(f"max_workers must be at least 1, not {max_workers}")
         self.loop = loop
         self.max_workers = max_workers
+        # Imported here: `import pollframe` should not pay for the thread pool's modules.
+        from concurrent.futures import ThreadPoolExecutor
+
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=name)
         self._closed = False
 
