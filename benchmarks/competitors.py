@@ -346,6 +346,14 @@ def echo_pf_epoll(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
 
 def echo_pf_stream(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
     """Stream.on_recv replying with stream.send_multipart."""
+    holder: List[Any] = []
+    loop = pf_stream_echo(sock, n, idle, lambda: holder[0].stop())
+    holder.append(loop)
+    return loop.run
+
+
+def pf_stream_echo(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket], finished: Callable[[], None]) -> Any:
+    """A PollLoop whose Stream on ``sock`` echoes ``n`` requests, then calls ``finished()``; not run yet."""
     from pollframe.loop import PollLoop
     from pollframe.stream import Stream
 
@@ -362,10 +370,10 @@ def echo_pf_stream(sock: zmq.Socket, n: int, idle: Sequence[zmq.Socket]) -> Run:
         left -= 1
         if not left:
             stream.flush()
-            loop.stop()
+            finished()
 
     stream.on_recv(on_request)
-    return loop.run
+    return loop
 
 
 SINKS: Dict[str, Callable[[Sequence[zmq.Socket], int], Run]] = {

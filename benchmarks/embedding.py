@@ -17,55 +17,27 @@ import asyncio
 import time
 from functools import partial
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List
 
 import zmq
 
 import reqrep
 import resources
-from harness import Case, bind_random, new_context, pin_round_trip, run_many, run_pair
+from competitors import echo_pf_stream, pf_stream_echo
+from harness import Case, bind_random, new_context, pin_round_trip, run_pair
 
 Run = Callable[[], None]
 COMPETITORS = ["pf-run", "pf-asyncio-fd"]
 
 
-def _rep_stream(sock: zmq.Socket, n: int, done: Callable[[], None]) -> Any:
-    """A PollLoop with a REP Stream echoing n requests, then calling done(); returns the loop."""
-    from pollframe.loop import PollLoop
-    from pollframe.stream import Stream
-
-    loop = PollLoop()
-    stream = Stream(sock, loop)
-    left = n
-
-    def on_request(msg: List[bytes]) -> None:
-        nonlocal left
-        stream.send_multipart(msg)
-        left -= 1
-        if not left:
-            stream.flush()
-            done()
-
-    stream.on_recv(on_request)
-    return loop
-
-
-def echo_run(sock: zmq.Socket, n: int) -> Run:
-    """The baseline: PollLoop.run() until n requests are served."""
-    holder: List[Any] = []
-    loop = _rep_stream(sock, n, lambda: holder[0].stop())
-    holder.append(loop)
-    return loop.run
-
-
 def echo_asyncio_fd(sock: zmq.Socket, n: int) -> Run:
-    """The same Stream, its loop served by asyncio through AsyncioGuest."""
+    """The latency scenario's Stream echo, its loop served by asyncio through AsyncioGuest."""
     from pollframe.embed import AsyncioGuest
 
     def run() -> None:
         async def main() -> None:
             finished = asyncio.get_running_loop().create_future()
-            loop = _rep_stream(sock, n, lambda: finished.set_result(None))
+            loop = pf_stream_echo(sock, n, [], lambda: finished.set_result(None))
             with AsyncioGuest(loop):
                 await finished
             loop.close()
@@ -76,7 +48,7 @@ def echo_asyncio_fd(sock: zmq.Socket, n: int) -> Run:
 
 
 ECHOES: Dict[str, Callable[[zmq.Socket, int], Run]] = {
-    "pf-run": echo_run,
+    "pf-run": lambda sock, n: echo_pf_stream(sock, n, []),  # PollLoop.run(), as in the latency scenario
     "pf-asyncio-fd": echo_asyncio_fd,
 }
 
@@ -144,21 +116,15 @@ def _idle(params: Dict[str, Any]) -> float:
     return 100.0 * cpu / wall
 
 
-def idle_together(competitors: Sequence[str], *, seconds: float) -> Dict[str, float]:
-    jobs: List[Tuple[Callable[[Dict[str, Any]], Any], Dict[str, Any]]] = [
-        (_idle, {"competitor": c, "seconds": seconds}) for c in competitors]
-    return dict(zip(competitors, run_many(jobs, seconds + 60.0)))
-
-
 def embed_cases(sizes: Any, competitors: List[str]) -> List[Case]:
     """The round trip of a Stream embedded in asyncio against PollLoop.run(), and its idle CPU."""
     idle = ["asyncio", "pf-asyncio-fd"]
+    together = partial(resources.idle_together, seconds=sizes.idle_seconds, job=_idle)
     return [
         Case(scenario="embed", case="REQ/REP, Stream", competitors=COMPETITORS, unit="rt/s",
              measure=partial(measure_round_trip, n=sizes.latency),
              baseline=("embed", "REQ/REP, Stream", "pf-run")),
         Case(scenario="embed", case=f"idle CPU, 1 s timer, {sizes.idle_seconds:g} s", competitors=idle,
-             unit="% core", measure=lambda c: idle_together([c], seconds=sizes.idle_seconds)[c],
-             together=partial(idle_together, seconds=sizes.idle_seconds),
+             unit="% core", measure=lambda c: together([c])[c], together=together,
              higher_is_better=False, per_op=False, max_reps=3),
     ]

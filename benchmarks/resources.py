@@ -173,9 +173,11 @@ def _idle(params: Dict[str, Any]) -> float:
     return 100.0 * cpu / wall
 
 
-def idle_together(competitors: List[str], *, seconds: float) -> Dict[str, float]:
+def idle_together(competitors: List[str], *, seconds: float,
+                  job: Callable[[Dict[str, Any]], float] = _idle) -> Dict[str, float]:
+    """Run ``job`` (default: the idle loop of each competitor) for all competitors at once."""
     jobs: List[Tuple[Callable[[Dict[str, Any]], Any], Dict[str, Any]]] = [
-        (_idle, {"competitor": c, "seconds": seconds}) for c in competitors]
+        (job, {"competitor": c, "seconds": seconds}) for c in competitors]
     return dict(zip(competitors, run_many(jobs, seconds + 60.0)))
 
 

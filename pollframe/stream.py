@@ -333,7 +333,9 @@ class Stream:
     def _make_handler(
         self, callback: Optional[Callable[..., Any]], properties: Tuple[str, ...] = ()
     ) -> EventHandler:
-        limited = self.max_msg_size is not None or self.max_frames is not None
+        # A REP request the reader's limits refused still owes its reply.
+        answer_refused = self._serves and (self.max_msg_size is not None or self.max_frames is not None)
+        loop = self.loop
 
         def handle(revents: int) -> None:
             if revents & _POLLOUT:
@@ -341,28 +343,22 @@ class Stream:
                 if not self._queue:
                     self._install()
             if revents & _POLLIN and read is not None:
-                read(revents)
-
-        def handle_rep(revents: int) -> None:
-            if revents & _POLLOUT:
-                self._send_queued()
-                if not self._queue:
-                    self._install()
-            if revents & _POLLIN and read is not None:
-                refused = self.loop.refused
-                read(revents)
-                if self.loop.refused != refused:
-                    self._answer_failed_request()  # a refused request still owes its REP reply
+                if answer_refused:
+                    refused = loop.refused
+                    read(revents)
+                    if loop.refused != refused:
+                        self._answer_failed_request()
+                else:
+                    read(revents)
 
         if callback is None:
             read = None
             return handle
         if self._serves:
             callback = self._answering(callback)
-        owner = handle_rep if self._serves and limited else handle
-        read = self.loop.reader(self.socket, callback, owner=owner, properties=properties,
-                                max_msg_size=self.max_msg_size, max_frames=self.max_frames)
-        return owner
+        read = loop.reader(self.socket, callback, owner=handle, properties=properties,
+                           max_msg_size=self.max_msg_size, max_frames=self.max_frames)
+        return handle
 
     def _answering(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         """``callback`` for a REP stream: a request whose callback raised unanswered gets ``error_reply``."""
