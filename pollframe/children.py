@@ -91,20 +91,25 @@ def die_with_parent(signum: int | None) -> None:
         log.warning("pollframe: prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
 
 
-def stop_all(processes: Iterable[BaseProcess], timeout: float = 1.0) -> dict[BaseProcess, list[str]]:
+def stop_all(
+    processes: Iterable[BaseProcess], timeout: float = 1.0, *, asked: bool = False
+) -> dict[BaseProcess, list[str]]:
     """Stop ``processes`` together, escalating; return the steps each one took.
 
-    All are asked at once (``ZmqProcess.stop()`` through its control pipe;
-    ``terminate()`` for a plain ``multiprocessing.Process``), then those
-    still running after ``timeout`` seconds get ``SIGTERM``, then after
-    another ``timeout`` ``SIGKILL``. So stopping ten children costs the
-    slowest one's time, not the sum. Each is joined (and its control pipe
-    closed) at the end. Processes never started or already gone take no step.
+    All are asked at once (:func:`ask_to_stop`; ``asked=True``: the caller
+    has done that already, and a second request would cut a ``ZmqProcess``'s
+    drain short), then those still running after ``timeout`` seconds get
+    ``SIGTERM``, then after another ``timeout`` ``SIGKILL``. So stopping ten
+    children costs the slowest one's time, not the sum. Each is joined (and
+    its control pipe closed) at the end. Processes never started or already
+    gone take no step.
     """
     steps: dict[BaseProcess, list[str]] = {}
     alive = [p for p in processes if _started(p) and p.is_alive()]
     escalation: list[tuple[str, Callable[[Any], None]]] = [
-        ("stop", ask_to_stop), ("SIGTERM", lambda p: p.terminate()), ("SIGKILL", lambda p: p.kill()),
+        ("stop", (lambda p: None) if asked else ask_to_stop),
+        ("SIGTERM", lambda p: p.terminate()),
+        ("SIGKILL", lambda p: p.kill()),
     ]
     try:
         for step, act in escalation:

@@ -36,6 +36,7 @@ import os
 import multiprocessing.connection
 import signal
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
@@ -55,6 +56,11 @@ log = logging.getLogger("pollframe")
 _STOP = "stop"
 _READY = "ready"
 _FAILED = "failed"
+
+#: Seconds between two looks at the send queues while the shutdown drains.
+_DRAIN_CHECK = 0.005
+#: A zmq_ctx_term that returns this close to the deadline ran out of time.
+_TERM_SLACK = 0.005
 
 #: Socket types that never send application messages: nothing to linger for at close.
 _RECEIVE_ONLY = frozenset({zmq.SUB, zmq.PULL})
@@ -83,7 +89,8 @@ class ZmqProcess(multiprocessing.Process):
     child inherits the parent's zmq descriptors: see :mod:`pollframe.children`).
     """
 
-    #: Seconds a closing socket may keep trying to deliver unsent messages.
+    #: The ``LINGER`` of the sockets :meth:`stream` makes, in seconds: how long a stream closed
+    #: while the process runs keeps trying to deliver. At shutdown the drain's deadline applies.
     linger: float = 0.5
     #: Largest message in bytes that a stream accepts (libzmq ``MAXMSGSIZE``); -1: no limit.
     max_msg_size: int = MAX_MSG_SIZE
@@ -95,6 +102,8 @@ class ZmqProcess(multiprocessing.Process):
     #: Sent to the child when the process that started it dies (Linux ``PR_SET_PDEATHSIG``);
     #: ``None``: only the closing control pipe tells it.
     parent_death_signal: int | None = signal.SIGTERM
+    #: Seconds the shutdown may take to send what the streams still hold (see :meth:`run`).
+    drain_timeout: float = 0.5
     #: Seconds each step of ending this process's own children at exit waits (ask, SIGTERM, SIGKILL).
     child_stop_timeout: float = 1.0
     #: The loop :meth:`setup` makes: :class:`~pollframe.loop.PollLoop`, ``EpollLoop`` or a subclass.
@@ -120,8 +129,11 @@ class ZmqProcess(multiprocessing.Process):
         #: Endpoints bound by :meth:`stream`, e.g. ``tcp://127.0.0.1:43121``;
         #: in the parent, filled in by :meth:`wait_ready`.
         self.endpoints: list[str] = []
-        self._streams: list[Stream] = []
+        self._streams: dict[Stream, float | None] = {}  # each stream -> the linger it was given
+        self._stopping_children: list[Any] | None = None  # asked to stop by the drain
+        self._close_by: float | None = None  # time.monotonic() deadline of the shutdown
         self._stop_requested = False
+        self._stops = 0  # stop() calls: a second one during the drain ends it
         self._control: multiprocessing.connection.Connection | None = None  # parent's end
         self._child_control: multiprocessing.connection.Connection | None = None
         self._ready = False
@@ -284,6 +296,7 @@ class ZmqProcess(multiprocessing.Process):
         the child to exit (or use :meth:`shutdown`).
         """
         self._stop_requested = True
+        self._stops += 1
         loop = self.loop
         if loop is not None:
             if not loop.closed:
@@ -303,12 +316,25 @@ class ZmqProcess(multiprocessing.Process):
         self.loop = self.loop_class()
 
     def run(self) -> None:
-        """Set up, run the loop until stopped, and always clean up.
+        """Set up, run the loop until stopped, drain, and always clean up.
 
         Runs in the child after ``start()``, or in the current process when
         called directly. Signal handlers are installed first, so ``SIGINT``
         or ``SIGTERM`` during ``setup()`` stops the process as cleanly as
         during the loop.
+
+        Once the loop has stopped, the shutdown *drains* for up to
+        :attr:`drain_timeout` seconds: the streams stop reading (new input
+        is left unread), the children are asked to stop, and the loop keeps
+        running until every stream's send queue is empty; then
+        :meth:`teardown` closes the streams with the time that is left as
+        their linger, so that libzmq sends what it still holds (its
+        ``zmq_ctx_term`` returns when it has, or when the time is up).
+        Timers keep running meanwhile: a timer that keeps sending keeps
+        the drain busy until its deadline. When the deadline cuts the drain
+        short a warning says how many messages the streams still held; a
+        second stop (``stop()``, a signal, the parent's death) ends the
+        drain at once.
         """
         control = self._child_control  # None when run in-process
         self._stop_requested = False  # a stop() before this run is not for it
@@ -357,52 +383,106 @@ class ZmqProcess(multiprocessing.Process):
             self._ready = True
         if not self._stop_requested:
             loop.run()
+        self._drain(loop)
+
+    def _drain(self, loop: PollLoop) -> None:
+        """Stop reading, ask the children to stop, and run the loop until the send queues are empty."""
+        started = time.monotonic()
+        self._close_by = started + self.drain_timeout
+        self._stopping_children = self._children()
+        for kid in self._stopping_children:  # at once: they drain while we do
+            children.ask_to_stop(kid)
+        streams = [stream for stream in self._streams if not stream.closed]
+        for stream in streams:
+            stream.on_recv(None)
+        if not any(stream.queued() for stream in streams):
+            return
+        outcome: list[str] = []
+
+        def end(why: str) -> None:
+            outcome.append(why)
+            loop.stop()
+
+        check = loop.call_every(_DRAIN_CHECK, lambda: None if _queued(streams) else end("drained"))
+        deadline = loop.call_later(self.drain_timeout, end, "timeout")
+        stops = self._stops
+        try:
+            loop.run()
+            if not outcome and self._stops == stops:
+                # The stop that began the shutdown came before the loop ran (during
+                # setup): run() only consumed it. Now drain.
+                loop.run()
+        finally:
+            check.cancel()
+            deadline.cancel()
+        if not outcome:  # a second stop (stop(), a signal, the parent gone): do not wait any longer
+            self._close_by = time.monotonic()
+        left = _queued(streams)
+        if left:
+            log.warning(
+                "pollframe: %s: the shutdown drain ran out of time after %.3g s (drain_timeout %g s): "
+                "%d message(s) still queued in %d stream(s); what their sockets cannot take now is dropped",
+                self.name, time.monotonic() - started, self.drain_timeout, left,
+                sum(1 for stream in streams if not stream.closed and stream.queued()),
+            )
+
+    def _children(self) -> list[Any]:
+        """The children started since setup() that are still running."""
+        return [p for p in multiprocessing.active_children() if p not in self._older_children]
 
     def teardown(self) -> None:
-        """End the children, close streams with a bounded linger, close the loop, destroy the context.
+        """End the children, close the streams, close the loop, destroy the context.
 
-        Each stream keeps its own linger (``stream(..., linger=...)``) when
-        it is shorter than :attr:`linger`, which bounds them all. Children
-        started since :meth:`setup` (``ZmqProcess`` or not) are stopped
-        together, each step waiting :attr:`child_stop_timeout`: asked to stop
-        first, while the streams close, then ``SIGTERM``, then ``SIGKILL``
-        (see :func:`pollframe.children.stop_all`). Otherwise
-        multiprocessing's exit handler would wait for them without end.
+        The streams close with the time left until the shutdown's deadline
+        (the drain's, or :attr:`drain_timeout` from now) as their linger,
+        except that one made with a shorter ``linger=`` keeps it (SUB and
+        PULL: 0). If libzmq still held messages when that time ran out, a
+        warning says so. Children started since :meth:`setup`
+        (``ZmqProcess`` or not) are stopped together, each step waiting
+        :attr:`child_stop_timeout`: asked to stop first (by the drain),
+        then ``SIGTERM``, then ``SIGKILL`` (see
+        :func:`pollframe.children.stop_all`). Otherwise multiprocessing's
+        exit handler would wait for them without end.
 
         Called by ``run()`` however the loop ended. Extend it to release
         your own resources (call ``super().teardown()`` last).
         """
-        kids = [p for p in multiprocessing.active_children() if p not in self._older_children]
-        for kid in kids:  # at once: they stop while our streams close
-            children.ask_to_stop(kid)
+        close_by = self._close_by if self._close_by is not None else time.monotonic() + self.drain_timeout
+        self._close_by = None
+        kids, asked = self._stopping_children, True
+        self._stopping_children = None
+        if kids is None:
+            kids, asked = self._children(), False
         try:
-            self._close_streams()
+            self._close_streams(close_by)
         finally:
-            children.stop_all(kids, self.child_stop_timeout)
+            children.stop_all(kids, self.child_stop_timeout, asked=asked)
             if self.loop is not None:
                 self.loop.close()
             if self.context is not None:
-                self.context.destroy(linger=to_ms(self.linger))
+                self._destroy_context(self.context, close_by)
 
-    def _close_streams(self) -> None:
-        for stream in reversed(self._streams):
+    def _destroy_context(self, context: zmq.Context[Any], close_by: float) -> None:
+        """Close what is left with the remaining time as linger; warn if libzmq needed all of it."""
+        remaining = max(0.0, close_by - time.monotonic())
+        context.destroy(linger=to_ms(remaining))
+        if remaining > 0 and time.monotonic() >= close_by - _TERM_SLACK:
+            log.warning(
+                "pollframe: %s: libzmq still held unsent messages when the shutdown's time ran out "
+                "(drain_timeout %g s); they are dropped", self.name, self.drain_timeout,
+            )
+
+    def _close_streams(self, close_by: float) -> None:
+        for stream, given in reversed(list(self._streams.items())):
+            if stream.closed:
+                continue
+            remaining = max(0.0, close_by - time.monotonic())
+            linger = remaining if given is None or given < 0 else min(given, remaining)
             try:
-                stream.close(linger=self._closing_linger(stream))
+                stream.close(linger=linger)
             except Exception:
                 log.exception("pollframe: closing %r failed", stream)
         self._streams.clear()
-
-    def _closing_linger(self, stream: Stream) -> float | None:
-        """The linger (seconds) to close *stream* with: its own, cut to :attr:`linger`.
-
-        ``None`` keeps the socket's own ``LINGER`` option: a stream made
-        with ``linger=0`` must not wait at exit because the bound is longer.
-        """
-        bound = to_ms(self.linger)
-        if bound < 0 or stream.closed:
-            return None  # no bound; or nothing left to linger
-        own = int(stream.socket.getsockopt(zmq.LINGER))  # milliseconds, -1 for forever
-        return None if 0 <= own <= bound else self.linger
 
     def stream(
         self,
@@ -454,11 +534,11 @@ class ZmqProcess(multiprocessing.Process):
             raise RuntimeError("stream() needs setup() to have run (call super().setup() first)")
         endpoint = parse_address(addr, bind)  # before the socket exists: nothing to leak
         prefixes = _prefixes(subscribe) if sock_type == zmq.SUB else []
-        if linger is None:
-            linger = 0 if sock_type in _RECEIVE_ONLY else self.linger
+        if linger is None and sock_type in _RECEIVE_ONLY:
+            linger = 0
         sock = self.context.socket(sock_type)
         try:
-            sock.linger = to_ms(linger)
+            sock.linger = to_ms(self.linger if linger is None else linger)
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_msg_size if max_msg_size is None else max_msg_size)
             if endpoint.ipv6:
                 sock.ipv6 = True
@@ -477,8 +557,8 @@ class ZmqProcess(multiprocessing.Process):
         stream = Stream(sock, self.loop, max_queue=max_queue)
         # Forget the streams closed since the last call: a process that reconnects
         # by closing and remaking a stream must not hold every one it ever made.
-        self._streams = [kept for kept in self._streams if not kept.closed]
-        self._streams.append(stream)
+        self._streams = {kept: given for kept, given in self._streams.items() if not kept.closed}
+        self._streams[stream] = linger
         if callback is not None:
             stream.on_recv(callback)
         return stream, port
@@ -548,6 +628,10 @@ def _set_curve(
         auth.curve_server(sock, secret_key)
     else:
         auth.curve_client(sock, secret_key, server_key)
+
+
+def _queued(streams: Iterable[Stream]) -> int:
+    return sum(stream.queued() for stream in streams if not stream.closed)
 
 
 def _prefixes(subscribe: bytes | str | Iterable[bytes | str]) -> list[bytes]:

@@ -132,3 +132,30 @@ class GatedSetupProc(StderrToFile):
     def setup(self) -> None:
         self.gate.wait()
         super().setup()
+
+
+def numbered(n: int, size: int = 4096) -> bytes:
+    """Message ``n`` of a test stream: its number, padded to ``size`` bytes."""
+    return str(n).encode().ljust(size, b".")
+
+
+class DrainProc(StderrToFile):
+    """Connects a PUSH stream to ``endpoint`` and queues ``count`` :func:`numbered` messages in ``setup()``.
+
+    4 KiB each: 5,000 of them (20 MB) are far more than the kernel's socket
+    buffers take, so a slow peer keeps most of them in libzmq's pipe and
+    the stream's queue.
+    Nothing is sent before the loop runs: a test that stops it at once sees
+    what the shutdown drain delivers.
+    """
+
+    def __init__(self, endpoint: str, count: int, drain_timeout: float, stderr_path: str) -> None:
+        super().__init__()
+        self.endpoint, self.count, self.stderr_path = endpoint, count, stderr_path
+        self.drain_timeout = drain_timeout
+
+    def setup(self) -> None:
+        super().setup()
+        stream, _ = self.stream(zmq.PUSH, self.endpoint, bind=False)
+        for n in range(self.count):
+            stream.send(numbered(n))

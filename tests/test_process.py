@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,11 +23,13 @@ from helper_procs import (
     BadAddressProc,
     CapturedPongProc,
     DiesInSetupProc,
+    DrainProc,
     EchoProc,
     ForgetfulProc,
     GatedSetupProc,
     StartMethodProc,
     StopsItself,
+    numbered,
 )
 
 from pollframe.loop import PollLoop
@@ -688,3 +691,66 @@ def test_a_default_child_does_not_inherit_the_listening_socket_of_its_parent(sta
     child = start_process(EchoProc("127.0.0.1"))  # a fork child would keep it open: the port stays taken
     assert _holds_socket(os.getpid(), inode)  # the check sees what it looks for
     assert not _holds_socket(child.pid, inode)
+
+
+
+# ------------------------------------------------------------ nothing lost silently at shutdown
+
+SLOW_PEER_PACE_MS = 2  # the slow peer reads one message every 2 ms
+
+
+def _read_slowly(pull, pace, proc, count: int) -> list[bytes]:
+    """Read up to ``count`` messages, one per 2 ms while ``proc`` runs, then what is left, fast."""
+    got: list[bytes] = []
+    while len(got) < count:
+        if not pull.poll(int(REPLY_TIMEOUT * 1000)):
+            break  # nothing more is coming
+        got.append(pull.recv())
+        if proc.is_alive():
+            pace.poll(SLOW_PEER_PACE_MS)  # a pause of 2 ms: nothing ever arrives on it
+    return got
+
+
+@pytest.fixture
+def slow_peer(make_socket):
+    """(PULL socket bound on a random port, its endpoint, a socket to pause on)."""
+    pull = make_socket(zmq.PULL, timeout=REPLY_TIMEOUT)
+    endpoint = pull.bind("tcp://127.0.0.1:*")
+    pace = make_socket(zmq.PULL)  # never bound nor connected: poll() on it only waits
+    return pull.socket, endpoint, pace.socket
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_delivers_every_queued_message_to_a_slow_peer_within_the_drain_timeout(
+    start_process, slow_peer, tmp_path
+):
+    pull, endpoint, pace = slow_peer
+    stderr_path = tmp_path / "stderr"
+    proc = start_process(DrainProc(endpoint, 5000, drain_timeout=60.0, stderr_path=str(stderr_path))).process
+    os.kill(proc.pid, signal.SIGTERM)
+    got = _read_slowly(pull, pace, proc, 5000)
+    proc.join(REPLY_TIMEOUT)
+    print(f"reliability: drain to a peer reading every 2 ms: {len(got)} of 5000 arrived")
+    assert len(got) == 5000, f"exit code {proc.exitcode}, stderr: {stderr_path.read_text()}"
+    assert got == [numbered(n) for n in range(5000)]
+    assert proc.exitcode == 0
+    assert stderr_path.read_text() == ""
+
+
+def test_a_drain_cut_short_by_its_deadline_says_how_many_messages_the_streams_still_held(
+    start_process, slow_peer, tmp_path
+):
+    pull, endpoint, pace = slow_peer
+    stderr_path = tmp_path / "stderr"
+    proc = start_process(DrainProc(endpoint, 5000, drain_timeout=0.2, stderr_path=str(stderr_path))).process
+    os.kill(proc.pid, signal.SIGTERM)
+    got = _read_slowly(pull, pace, proc, 5000)
+    proc.join(REPLY_TIMEOUT)
+    assert proc.exitcode == 0
+    log = stderr_path.read_text()
+    match = re.search(r"drain ran out of time .*: (\d+) message\(s\) still queued in 1 stream\(s\)", log)
+    assert match, log
+    held = int(match[1])
+    print(f"reliability: drain cut after 0.2 s: {len(got)} arrived, {held} reported still queued")
+    assert held > 0 and len(got) < 5000  # closing offers the queue to the socket once more: some get out
+    assert got == [numbered(n) for n in range(len(got))]  # what arrived came in order, none twice
