@@ -87,7 +87,7 @@ class RawWorker(_Peer):
             next_beat = time.monotonic() + self.heartbeat
             while not self._stopping.is_set() and not self.disconnected:
                 if sock.poll(int(self.heartbeat * 500)):
-                    self._handle(sock, sock.recv_multipart())
+                    self._on_message(sock, sock.recv_multipart())
                 if time.monotonic() >= next_beat:
                     sock.send_multipart([b"", W_WORKER, W_HEARTBEAT])
                     next_beat = time.monotonic() + self.heartbeat
@@ -96,7 +96,7 @@ class RawWorker(_Peer):
         finally:
             sock.close()
 
-    def _handle(self, sock: zmq.Socket, msg: List[bytes]) -> None:
+    def _on_message(self, sock: zmq.Socket, msg: List[bytes]) -> None:
         if len(msg) < 3 or msg[0] != b"" or msg[1] != W_WORKER:
             self.invalid.append(msg)
         elif msg[2] == W_REQUEST and len(msg) >= 6 and msg[4] == b"":
@@ -133,7 +133,7 @@ class RawBroker(_Peer):
             next_beat = time.monotonic() + self.heartbeat
             while not self._stopping.is_set():
                 if sock.poll(int(self.heartbeat * 500)):
-                    self._handle(sock, sock.recv_multipart())
+                    self._on_message(sock, sock.recv_multipart())
                 if time.monotonic() >= next_beat:
                     for worker in self.services:
                         sock.send_multipart([worker, b"", W_WORKER, W_HEARTBEAT])
@@ -141,7 +141,7 @@ class RawBroker(_Peer):
         finally:
             sock.close()
 
-    def _handle(self, sock: zmq.Socket, msg: List[bytes]) -> None:
+    def _on_message(self, sock: zmq.Socket, msg: List[bytes]) -> None:
         if len(msg) < 3 or msg[1] != b"":
             self.invalid.append(msg)
             return

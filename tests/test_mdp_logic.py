@@ -12,6 +12,7 @@ from typing import Dict, List
 
 import pytest
 
+import pollframe
 from pollframe.mdp import Broker, Disconnect, ProtocolError, Request, WorkerSession
 from pollframe.mdp import protocol as mdp
 
@@ -96,7 +97,7 @@ def replies(net: Network, client: bytes, service: bytes = b"echo") -> List[List[
 @pytest.mark.parametrize("module", ["peers.py", "liveness.py", "mdp/protocol.py", "mdp/broker.py",
                                     "mdp/session.py"])
 def test_the_sans_io_modules_import_no_zmq_and_no_loop(module):
-    path = Path(__file__).resolve().parents[1] / "pollframe" / module
+    path = Path(pollframe.__file__).parent / module  # the package under test, wherever it is installed
     tree = ast.parse(path.read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
