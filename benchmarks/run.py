@@ -25,6 +25,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:  # run from a checkout without installing pollframe
     sys.path.insert(1, ROOT)
 
+import broker  # noqa: E402
 import embedding  # noqa: E402
 import endtoend  # noqa: E402
 import pollcost  # noqa: E402
@@ -52,10 +53,11 @@ class Sizes:
     timers: int = 100_000
     memory: int = 1_000_000
     idle_seconds: float = 5.0
+    broker: int = 20_000
 
 
 QUICK = Sizes(throughput=20_000, latency=2_000, e2e=1_000, fanin=10_000, busy=200, poll_seconds=0.03,
-              timers=20_000, memory=100_000, idle_seconds=2.0)
+              timers=20_000, memory=100_000, idle_seconds=2.0, broker=5_000)
 
 Builder = Callable[[Sizes, List[str]], List[Case]]
 SCENARIOS: Dict[str, List[Builder]] = {
@@ -67,6 +69,7 @@ SCENARIOS: Dict[str, List[Builder]] = {
     "memory": [lambda s, c: resources.resource_cases(s, c)[:1]],
     "idle": [lambda s, c: resources.resource_cases(s, c)[1:]],
     "embed": [embedding.embed_cases],
+    "broker": [broker.broker_cases],
 }
 
 

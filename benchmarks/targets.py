@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
+from broker import CASE as BROKER_CASE
+from broker import CPU_CASE as BROKER_CPU_CASE
 from harness import Results
 
 Key = Tuple[str, str, str]
@@ -69,6 +71,10 @@ def check(results: Results, sizes: Any) -> List[str]:
          ("embed", "REQ/REP, Stream", "pf-asyncio-fd"), ("embed", "REQ/REP, Stream", "pf-run"), 0.5),
         ("PongProc >= 0.8x raw JSON REP loop",
          ("end to end", "JSON ping-pong", "PongProc"), ("end to end", "JSON ping-pong", "raw-json-rep"), 0.8),
+        ("MDP broker (BrokerProcess) >= 1.5x a zguide-style pyzmq broker, req/s",
+         ("broker", BROKER_CASE, "pf-broker"), ("broker", BROKER_CASE, "zguide-broker"), 1.5),
+        ("MDP broker >= 1.5x zguide-style, per broker CPU-s",
+         ("broker", BROKER_CPU_CASE, "pf-broker"), ("broker", BROKER_CPU_CASE, "zguide-broker"), 1.5),
     ]
     lines = []
     for name, num, den, threshold in ratios:

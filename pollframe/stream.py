@@ -55,6 +55,9 @@ _POLLOUT = int(zmq.POLLOUT)
 _EVENTS = int(zmq.EVENTS)
 _EFSM = zmq.EFSM
 _get_ident = threading.get_ident
+#: pyzmq's Cython ``send``: ``zmq.Socket.send`` wraps it in Python (draft-API arguments) for
+#: 0.45 µs a frame against 0.22. A socket class that overrides ``send`` keeps its override.
+_BASE_SEND: Optional[Callable[..., Any]] = getattr(zmq.Socket.__mro__[1], "send", None)
 
 
 class QueueFull(RuntimeError):
@@ -115,6 +118,7 @@ class Stream:
         # The owning thread's id; None once closed, so that one compare per
         # send checks both (a thread id is never None).
         self._owner: Optional[int] = _get_ident()
+        self._sock_send = _fast_send(sock)
         # Only an edge-triggered loop needs to hear of sends; decide once, not per message.
         self._touched = loop.touched if loop.edge_triggered else None
         self._routes = sock.type == zmq.ROUTER
@@ -226,7 +230,7 @@ class Stream:
             self._enqueue(frames)
             return
         try:
-            _send_now(self.socket.send, frames)
+            _send_now(self._sock_send, frames)
         except zmq.Again:
             if self._routes:
                 self._drop_for_slow_peer(frames)
@@ -380,14 +384,14 @@ class Stream:
             return
         self.error_replies += 1
         try:
-            _send_now(self.socket.send, self.error_reply)
+            _send_now(self._sock_send, self.error_reply)
         except zmq.ZMQError as exc:
             log.warning("pollframe: %r: error reply could not be sent: %s", self.socket, exc)
             return
         self._touch()
 
     def _send_queued(self) -> None:
-        queue, send = self._queue, self.socket.send
+        queue, send = self._queue, self._sock_send
         while queue:
             try:
                 _send_now(send, queue[0])
@@ -439,6 +443,13 @@ class Stream:
 
     def __repr__(self) -> str:
         return f"<Stream {self.socket!r} queued={len(self._queue)}>"
+
+
+def _fast_send(sock: zmq.Socket) -> Callable[..., Any]:
+    """``sock.send``, bound to pyzmq's Cython method when ``sock`` does not override ``send``."""
+    if _BASE_SEND is not None and type(sock).send is zmq.Socket.send:
+        return _BASE_SEND.__get__(sock, type(sock))
+    return sock.send
 
 
 def _send_now(send: Callable[..., Any], frames: Sequence[Any]) -> None:

@@ -414,3 +414,24 @@ def test_a_rep_stream_answers_a_request_its_limits_refused_and_serves_the_next(l
     assert ask(loop, req, b"x" * 11) == [b""]
     assert ask(loop, req, b"small") == [b"ok"]
     assert stream.error_replies == 1 and loop.refused == 1
+
+
+def test_a_socket_class_that_overrides_send_has_its_override_used_by_the_stream(ctx, loop, push_pull):
+    _, pull = push_pull
+
+    class CountingSocket(zmq.Socket):
+        sends = 0
+
+        def send(self, data, flags=0, copy=True, track=False, **kwargs):
+            CountingSocket.sends += 1
+            return super().send(data, flags, copy=copy, track=track, **kwargs)
+
+    push = CountingSocket(ctx, zmq.PUSH)
+    push.linger = 0
+    push.connect("inproc://push-pull")
+    try:
+        Stream(push, loop).send_multipart([b"a", b"b"])
+        assert pull.recv_multipart() == [b"a", b"b"]
+        assert CountingSocket.sends == 2
+    finally:
+        push.close()
