@@ -136,3 +136,12 @@ def test_an_event_names_itself_and_says_why_a_failure_failed():
     assert bind_failed == SocketEvent("bind_failed", zmq.EVENT_BIND_FAILED, errno.EADDRINUSE, "tcp://127.0.0.1:1")
     assert "in use" in bind_failed.reason
     assert parse_event([struct.pack("=hi", zmq.EVENT_CONNECTED, 7), b"tcp://h:2"]).reason is None
+
+
+def test_a_monitored_stream_closed_after_its_loop_still_closes_both_sockets(ctx, loop_class):
+    loop = loop_class()
+    stream, events = monitored(ctx, loop, zmq.DEALER)
+    monitor = stream._monitor.socket
+    loop.close()
+    stream.close()
+    assert monitor.closed and stream.socket.closed
