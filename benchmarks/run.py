@@ -26,6 +26,7 @@ if ROOT not in sys.path:  # run from a checkout without installing pollframe
     sys.path.insert(1, ROOT)
 
 import broker  # noqa: E402
+import calls  # noqa: E402
 import embedding  # noqa: E402
 import endtoend  # noqa: E402
 import pollcost  # noqa: E402
@@ -54,10 +55,11 @@ class Sizes:
     memory: int = 1_000_000
     idle_seconds: float = 5.0
     broker: int = 20_000
+    requests: int = 20_000
 
 
 QUICK = Sizes(throughput=20_000, latency=2_000, e2e=1_000, fanin=10_000, busy=200, poll_seconds=0.03,
-              timers=20_000, memory=100_000, idle_seconds=2.0, broker=5_000)
+              timers=20_000, memory=100_000, idle_seconds=2.0, broker=5_000, requests=4_000)
 
 Builder = Callable[[Sizes, List[str]], List[Case]]
 SCENARIOS: Dict[str, List[Builder]] = {
@@ -70,6 +72,7 @@ SCENARIOS: Dict[str, List[Builder]] = {
     "idle": [lambda s, c: resources.resource_cases(s, c)[1:]],
     "embed": [embedding.embed_cases],
     "broker": [broker.broker_cases],
+    "requests": [calls.request_cases],
 }
 
 
