@@ -174,15 +174,7 @@ class RequestClient:
         return sock.recv_multipart(zmq.NOBLOCK)
 
     def _open(self) -> zmq.Socket[Any]:
-        sock = self._context.socket(zmq.REQ)
-        try:
-            sock.linger = 0
-            for option, value in self.sockopts.items():
-                sock.setsockopt(option, value)
-            sock.connect(self.endpoint)
-        except BaseException:
-            sock.close(linger=0)
-            raise
+        sock = connect_socket(self._context, zmq.REQ, self.endpoint, self.sockopts)
         self._socket = sock
         self.sockets += 1
         return sock
@@ -202,6 +194,26 @@ def _wait(sock: zmq.Socket[Any], event: int, deadline: float) -> bool:
             return True
         if remaining <= 0:
             return False
+
+
+def connect_socket(
+    ctx: zmq.Context[Any], sock_type: int, endpoint: str, sockopts: Mapping[int, Any]
+) -> zmq.Socket[Any]:
+    """A socket with linger 0 and ``sockopts``, connected to ``endpoint``; closed again if a step fails.
+
+    Linger 0: a request client throws away what a closed socket still
+    holds (a late reply, a copy for a dead server), never waits for it.
+    """
+    sock = ctx.socket(sock_type)
+    try:
+        sock.linger = 0
+        for option, value in sockopts.items():
+            sock.setsockopt(option, value)
+        sock.connect(endpoint)
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
 
 
 def check_policy(timeout: float, retries: int) -> None:

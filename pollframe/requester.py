@@ -50,7 +50,7 @@ import zmq
 import zmq.backend
 
 from pollframe.address import parse_address
-from pollframe.client import check_policy
+from pollframe.client import check_policy, connect_socket
 from pollframe.codec import Codec, JsonCodec, Triple
 from pollframe.errors import (
     MessageError,
@@ -413,12 +413,8 @@ class Requester:
             self.loop.report(error, f"on_error callback of {p!r} to {self.endpoint}")
 
     def _open(self, sock_type: int, on_reply: Callable[[list[bytes]], None]) -> zmq.Socket[Any]:
-        sock = self.context.socket(sock_type)
+        sock = connect_socket(self.context, sock_type, self.endpoint, self.sockopts)
         try:
-            sock.linger = 0
-            for option, value in self.sockopts.items():
-                sock.setsockopt(option, value)
-            sock.connect(self.endpoint)
             self.loop.register(sock, on_reply)
         except BaseException:
             sock.close(linger=0)

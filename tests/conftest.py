@@ -7,6 +7,8 @@ registers it here when it is not (a checkout run with ``python -m pytest``).
 """
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import zmq
 
@@ -66,3 +68,23 @@ def push_pull(ctx):
     push.sndhwm = 0
     push.connect("inproc://push-pull")
     return push, pull
+
+
+@pytest.fixture
+def pong_procs(start_process, tmp_path):
+    """Start the example's PongProc on an address with the kit's harness: (process, endpoint).
+
+    Each is stopped at the end and, when the test passed, must have exited
+    cleanly, unless started with ``check_exit=False`` (one the test kills).
+    Its output goes to a log file in ``tmp_path``.
+    """
+    from robust_peers import QuietPongProc
+
+    numbers = itertools.count()
+
+    def start(addr, *, check_exit=True):
+        proc = QuietPongProc(addr)
+        proc.log_path = str(tmp_path / f"pong{next(numbers)}.log")
+        return proc, start_process(proc, check_exit=check_exit).endpoint
+
+    return start

@@ -7,7 +7,6 @@ real child process, SIGKILLed and restarted on the same port.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -17,7 +16,6 @@ from typing import Callable, Iterator
 
 import pytest
 import zmq
-from robust_peers import QuietPongProc
 
 from pollframe.client import RemoteError, RequestClient, RequestTimeout
 from pollframe.testing import terminate_context
@@ -241,23 +239,6 @@ def test_a_context_given_to_the_client_outlives_it(serve, zmq_context):
 
 
 # ------------------------------------------------------ a server that dies
-
-
-@pytest.fixture
-def pong_procs(start_process, tmp_path) -> Callable[..., tuple[QuietPongProc, str]]:
-    """Start a PongProc child on an address with the kit's harness: (process, endpoint).
-
-    Each is stopped at the end and, when the test passed, must have exited
-    cleanly, unless started with ``check_exit=False`` (one the test kills).
-    """
-    numbers = itertools.count()
-
-    def start(addr: str, *, check_exit: bool = True) -> tuple[QuietPongProc, str]:
-        proc = QuietPongProc(addr)
-        proc.log_path = str(tmp_path / f"pong{next(numbers)}.log")
-        return proc, start_process(proc, check_exit=check_exit).endpoint
-
-    return start
 
 
 def test_a_killed_server_times_out_at_the_deadline_and_its_restart_answers_every_request(

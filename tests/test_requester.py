@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import zmq
-from robust_peers import QuietPongProc
 
 from pollframe.errors import (
     DecodeError,
@@ -62,8 +61,8 @@ def server(make_socket) -> TimedSocket:
 def requesters(clocked_loop, zmq_context, server) -> Iterator[Callable[..., Requester]]:
     made: list[Requester] = []
 
-    def make(**options: Any) -> Requester:
-        made.append(Requester(clocked_loop, zmq_context, server.last_endpoint.decode(), **options))
+    def make(to: TimedSocket = server, **options: Any) -> Requester:
+        made.append(Requester(clocked_loop, zmq_context, to.last_endpoint.decode(), **options))
         return made[-1]
 
     yield make
@@ -270,98 +269,70 @@ def rep_server(make_socket) -> TimedSocket:
     return make_socket(zmq.REP, bind=f"inproc://requester-rep-{next(_names)}")
 
 
-def lockstep(loop: Any, ctx: Any, server: TimedSocket, **options: Any) -> Requester:
-    return Requester(loop, ctx, server.last_endpoint.decode(), lockstep=True, **options)
-
-
 def test_lockstep_sends_one_request_at_a_time_in_the_order_they_were_made(
-    clocked_loop, zmq_context, rep_server, outcomes
+    requesters, clocked_loop, rep_server, outcomes
 ):
-    req = lockstep(clocked_loop, zmq_context, rep_server)
-    try:
-        for n in range(3):
-            req.request("ping", n, **outcomes.of(n))
-        for n in range(3):
-            assert json.loads(rep_server.recv()) == ["ping", [n], {}]
-            rep_server.expect_nothing(within=0.02)  # the next waits for this reply
-            rep_server.send(json.dumps(["pong", [n], {}]).encode())
-            run_until(clocked_loop, lambda n=n: len(outcomes.got) == n + 1)
-        assert outcomes.got == [(n, "reply", ("pong", [n], {})) for n in range(3)]
-        assert req.sockets == 1
-    finally:
-        req.close()
+    req = requesters(to=rep_server, lockstep=True)
+    for n in range(3):
+        req.request("ping", n, **outcomes.of(n))
+    for n in range(3):
+        assert json.loads(rep_server.recv()) == ["ping", [n], {}]
+        rep_server.expect_nothing(within=0.02)  # the next waits for this reply
+        rep_server.send(json.dumps(["pong", [n], {}]).encode())
+        run_until(clocked_loop, lambda n=n: len(outcomes.got) == n + 1)
+    assert outcomes.got == [(n, "reply", ("pong", [n], {})) for n in range(3)]
+    assert req.sockets == 1
 
 
 def test_lockstep_retries_on_a_fresh_socket_and_a_reply_to_the_old_one_is_never_seen(
-    clocked_loop, fake_clock, zmq_context, server, outcomes
+    requesters, clocked_loop, fake_clock, server, outcomes
 ):
-    req = lockstep(clocked_loop, zmq_context, server, timeout=0.5, retries=2)
-    try:
-        req.request("ping", 1, **outcomes.of("p"))
-        first = server.recv_multipart()
-        run_for(clocked_loop, fake_clock, 0.5)
-        second = server.recv_multipart()
-        assert first[0] != second[0] and req.sockets == 2  # another peer: a fresh REQ
-        answer(server, first, ["pong", ["old"], {}])  # goes to the closed socket
-        answer(server, second, ["pong", [1], {}])
-        run_until(clocked_loop, lambda: outcomes.got)
-        assert outcomes.got == [("p", "reply", ("pong", [1], {}))]
-    finally:
-        req.close()
+    req = requesters(lockstep=True, timeout=0.5, retries=2)
+    req.request("ping", 1, **outcomes.of("p"))
+    first = server.recv_multipart()
+    run_for(clocked_loop, fake_clock, 0.5)
+    second = server.recv_multipart()
+    assert first[0] != second[0] and req.sockets == 2  # another peer: a fresh REQ
+    answer(server, first, ["pong", ["old"], {}])  # goes to the closed socket
+    answer(server, second, ["pong", [1], {}])
+    run_until(clocked_loop, lambda: outcomes.got)
+    assert outcomes.got == [("p", "reply", ("pong", [1], {}))]
 
 
 def test_lockstep_timeout_of_one_request_lets_the_next_go_out_on_a_fresh_socket(
-    clocked_loop, fake_clock, zmq_context, server, outcomes
+    requesters, clocked_loop, fake_clock, server, outcomes
 ):
-    req = lockstep(clocked_loop, zmq_context, server, timeout=0.5, retries=1)
-    try:
-        req.request("ping", 0, **outcomes.of(0))
-        req.request("ping", 1, **outcomes.of(1))
-        server.recv_multipart()
-        run_for(clocked_loop, fake_clock, 0.5)
-        assert isinstance(outcomes.got[0][2], RequestTimeout)
-        second = server.recv_multipart()
-        assert json.loads(second[-1]) == ["ping", [1], {}]
-        answer(server, second, ["pong", [1], {}])
-        run_until(clocked_loop, lambda: len(outcomes.got) == 2)
-        assert outcomes.got[1] == (1, "reply", ("pong", [1], {}))
-    finally:
-        req.close()
+    req = requesters(lockstep=True, timeout=0.5, retries=1)
+    req.request("ping", 0, **outcomes.of(0))
+    req.request("ping", 1, **outcomes.of(1))
+    server.recv_multipart()
+    run_for(clocked_loop, fake_clock, 0.5)
+    assert isinstance(outcomes.got[0][2], RequestTimeout)
+    second = server.recv_multipart()
+    assert json.loads(second[-1]) == ["ping", [1], {}]
+    answer(server, second, ["pong", [1], {}])
+    run_until(clocked_loop, lambda: len(outcomes.got) == 2)
+    assert outcomes.got[1] == (1, "reply", ("pong", [1], {}))
 
 
 def test_lockstep_cancel_of_the_request_on_the_wire_frees_the_next_and_of_a_waiting_one_skips_it(
-    clocked_loop, zmq_context, server, outcomes
+    requesters, clocked_loop, server, outcomes
 ):
-    req = lockstep(clocked_loop, zmq_context, server)
-    try:
-        first = req.request("ping", 0, **outcomes.of(0))
-        second = req.request("ping", 1, **outcomes.of(1))
-        req.request("ping", 2, **outcomes.of(2))
-        server.recv_multipart()
-        second.cancel()
-        first.cancel()
-        third = server.recv_multipart()
-        assert json.loads(third[-1]) == ["ping", [2], {}]
-        answer(server, third, ["pong", [2], {}])
-        run_until(clocked_loop, lambda: outcomes.got)
-        assert outcomes.got == [(2, "reply", ("pong", [2], {}))]
-    finally:
-        req.close()
+    req = requesters(lockstep=True)
+    first = req.request("ping", 0, **outcomes.of(0))
+    second = req.request("ping", 1, **outcomes.of(1))
+    req.request("ping", 2, **outcomes.of(2))
+    server.recv_multipart()
+    second.cancel()
+    first.cancel()
+    third = server.recv_multipart()
+    assert json.loads(third[-1]) == ["ping", [2], {}]
+    answer(server, third, ["pong", [2], {}])
+    run_until(clocked_loop, lambda: outcomes.got)
+    assert outcomes.got == [(2, "reply", ("pong", [2], {}))]
 
 
 # ----------------------------------------------------------------- processes
-
-
-@pytest.fixture
-def pong_procs(start_process, tmp_path) -> Callable[..., tuple[QuietPongProc, str]]:
-    numbers = itertools.count()
-
-    def start(addr: str, *, check_exit: bool = True) -> tuple[QuietPongProc, str]:
-        proc = QuietPongProc(addr)
-        proc.log_path = str(tmp_path / f"pong{next(numbers)}.log")
-        return proc, start_process(proc, check_exit=check_exit).endpoint
-
-    return start
 
 
 def test_a_server_killed_and_restarted_mid_run_leaves_every_request_with_exactly_one_outcome(
