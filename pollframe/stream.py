@@ -77,10 +77,10 @@ class Stream:
     max_queue: int = 10_000
 
     #: What a REP stream sends for a request whose receive callback raised
-    #: before replying, or that its limits refused: one empty frame, the least a REP socket can send,
-    #: which any protocol can tell from a real answer. Set it (per class or
-    #: per stream) to your protocol's error message, e.g. pollframe's wire
-    #: error ``[b'["error",["request failed"],{}]']``.
+    #: before replying, or that its limits refused: one empty frame, the
+    #: least a REP socket can send, which any protocol can tell from a real
+    #: answer. Set it (per class or per stream) to your protocol's error
+    #: message, e.g. pollframe's wire error ``[b'["error",["request failed"],{}]']``.
     error_reply: Sequence[bytes] = (b"",)
 
     def __init__(
