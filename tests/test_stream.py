@@ -6,7 +6,6 @@ import threading
 import pytest
 import zmq
 
-from pollframe.loop import PollLoop
 from pollframe.stream import QueueFull, Stream
 from pollframe.testing import run_until
 
@@ -132,8 +131,7 @@ def test_a_router_drops_and_counts_a_message_for_a_peer_whose_pipe_is_full(ctx, 
     assert stream.queued() == 0, "nothing waits behind the slow peer"
 
 
-def test_closing_a_stream_after_its_loop_still_closes_the_socket(ctx):
-    loop = PollLoop()
+def test_closing_a_stream_after_its_loop_still_closes_the_socket(ctx, loop):
     push = ctx.socket(zmq.PUSH)
     push.bind("inproc://closed-loop")
     stream = Stream(push, loop)
