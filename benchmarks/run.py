@@ -34,6 +34,7 @@ import pushpull  # noqa: E402
 import reqrep  # noqa: E402
 import resources  # noqa: E402
 import targets  # noqa: E402
+import tickets  # noqa: E402
 import timers  # noqa: E402
 from competitors import ECHOES, NEEDS_POLLFRAME, NEEDS_TORNADO, SLOW  # noqa: E402
 import harness  # noqa: E402
@@ -66,7 +67,7 @@ SCENARIOS: Dict[str, List[Builder]] = {
     "throughput": [pushpull.throughput_cases],
     "latency": [reqrep.latency_cases],
     "fanin": [pushpull.fanin_cases, reqrep.busy_cases, pollcost.pollcost_cases],
-    "timers": [timers.timer_cases],
+    "timers": [timers.timer_cases, tickets.ticket_cases],
     "e2e": [endtoend.e2e_cases],
     "memory": [lambda s, c: resources.resource_cases(s, c)[:1]],
     "idle": [lambda s, c: resources.resource_cases(s, c)[1:]],

@@ -43,7 +43,7 @@ class PongLoop(PollLoop):
         # own=True: close() closes the sockets too.
         self.register(self.rep, self.handle_ping, own=True)
         self.register(self.control, self.handle_control, own=True)
-        self.idle = self.call_later(IDLE_TIMEOUT, self.give_up)
+        self.idle = self.ticket(IDLE_TIMEOUT, self.give_up)  # reset by every ping
 
     def handle_ping(self, msg):
         """Handles ping requests and sends back a pong."""
@@ -52,7 +52,7 @@ class PongLoop(PollLoop):
         self.rep.send_string(f"pong {self.pongs}")
         self.pongs += 1
         self.idle.cancel()
-        self.idle = self.call_later(IDLE_TIMEOUT, self.give_up)
+        self.idle = self.ticket(IDLE_TIMEOUT, self.give_up)  # reset by every ping
 
     def handle_control(self, msg):
         """The parent says when the pings are over."""

@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and readers
     from pollframe.requester import Requester
     from pollframe.stream import QueueFull, Stream
     from pollframe.tasks import Task
+    from pollframe.tickets import Ticket
     from pollframe.timers import Timer
 
 #: Each public name and the module that defines it.
@@ -77,6 +78,7 @@ _PUBLIC = {
     "SocketEvent": "pollframe.monitor",
     "Stream": "pollframe.stream",
     "Task": "pollframe.tasks",
+    "Ticket": "pollframe.tickets",
     "Timer": "pollframe.timers",
     "TkGuest": "pollframe.embed",
     "TooLarge": "pollframe.errors",
@@ -116,6 +118,7 @@ __all__ = [
     "SocketEvent",
     "Stream",
     "Task",
+    "Ticket",
     "Timer",
     "TkGuest",
     "TooLarge",

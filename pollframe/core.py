@@ -184,13 +184,14 @@ class Core:
     def run_timers(self) -> None:
         """Run the timers due now; if the pass is left early, those not yet run go back in."""
         timers = self.timers
-        due = timers.pop_due(self.time())
+        now = self.time()
+        due = timers.pop_due(now)
         started = 0
         try:
             for timer in due:
                 started += 1
-                if timer.cancelled:
-                    continue  # cancelled by an earlier callback of this same batch
+                if timer.cancelled or timer.when > now:
+                    continue  # cancelled (or a ticket reset) by an earlier callback of this same batch
                 if timer.interval is None:
                     self.call(timer)
                 else:

@@ -69,7 +69,8 @@ class EpollCore(Core):
             self.recheck.pop(key, None)
 
     def may_hold_messages(self) -> bool:
-        return bool(self.recheck)
+        """A socket to re-check, or a descriptor ready now (a zero-timeout epoll, which consumes nothing)."""
+        return bool(self.recheck) or bool(self.fdset.poll(0))
 
     def fileno(self) -> int:
         return self.fdset.fileno()

@@ -43,6 +43,7 @@ from pollframe.core import Core, safe_repr
 from pollframe.handles import Handle
 from pollframe.readers import make_reader
 from pollframe.tasks import Task, Waiter
+from pollframe.tickets import Ticket
 from pollframe.timers import Timer, TimerQueue
 
 __all__ = ["Handle", "PollLoop", "Timer"]
@@ -60,6 +61,7 @@ ErrorHandler = Callable[[BaseException, str], None]
 _POLLERR = int(zmq.POLLERR)
 _UNDRAINABLE = frozenset({zmq.REQ, zmq.REP})
 _UNSET: Any = object()
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 
 
 T = TypeVar("T")
@@ -333,6 +335,17 @@ class PollLoop:
             raise ValueError(f"call_every needs a positive, finite interval, not {interval!r}")
         return self.__timers.call_at(self.time() + interval, callback, args, interval)
 
+    def ticket(self, delay: float, callback: Callable[..., Any], *args: Any) -> Ticket:
+        """Run ``callback(*args)`` once, ``delay`` seconds from now, unless ``reset()`` pushes it back.
+
+        ``ticket.reset()`` makes the deadline ``time() + delay`` again, in
+        O(1) however many tickets are live (CZMQ's ``zloop_ticket``): the
+        per-peer timeout that every message from the peer resets. A ticket
+        that fired is armed again by ``reset()``; ``cancel()`` ends it.
+        """
+        _check_callable(callback)
+        return self.__timers.ticket(self.time(), delay, callback, args, self.time)
+
     # --------------------------------------------------------- running
 
     def run(self) -> None:
@@ -563,7 +576,7 @@ class _Closed:
     def _refuse(self, *args: Any) -> Any:
         raise RuntimeError("this PollLoop is closed")
 
-    append = call_later = call_at = _refuse
+    append = call_later = call_at = ticket = _refuse
 
     def __len__(self) -> int:
         return 0
@@ -579,9 +592,17 @@ _CLOSED = _Closed()
 
 
 def _check_callable(callback: Any) -> None:
-    if not callable(callback):
-        raise TypeError(f"a callback must be callable, not {safe_repr(callback)}")
-    tasks.refuse_coroutine_function(callback)
+    """Refuse what is not callable, and an ``async def`` (see ``tasks.refuse_coroutine_function``).
+
+    On every ``call_*``: a function or method is looked at once (its code's
+    flags), anything else only asked whether it is callable.
+    """
+    code = getattr(callback, "__code__", None)
+    if code is None:
+        if not callable(callback):
+            raise TypeError(f"a callback must be callable, not {safe_repr(callback)}")
+    elif code.co_flags & _CO_COROUTINE:
+        tasks.refuse_coroutine_function(callback)
 
 
 def _close_quietly(target: Any) -> None:

@@ -18,10 +18,13 @@ so cancelling costs ``O(1)`` and memory stays proportional to live timers.
 from __future__ import annotations
 
 from collections import deque
-from heapq import heapify, heappop, heappush, heapreplace
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from heapq import heapify, heappop, heappush, heapreplace, merge
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from pollframe.handles import Handle
+
+if TYPE_CHECKING:
+    from pollframe.tickets import Ticket, TicketLines
 
 #: Rebuild only when at least this many timers are cancelled (and more than half).
 _COMPACT_MIN = 256
@@ -76,6 +79,16 @@ class Timer(Handle):
         return f"<Timer {self._state()} when={self.when:.6f}{every}>"
 
 
+def _order(timer: Timer) -> Tuple[float, int]:
+    return timer.when, timer.seq
+
+
+def _ticket_class() -> type:
+    from pollframe.tickets import Ticket
+
+    return Ticket
+
+
 def next_periodic_deadline(previous: float, interval: float, now: float) -> float:
     """The first deadline ``previous + k * interval`` (k >= 1) that lies after ``now``.
 
@@ -105,14 +118,30 @@ class TimerQueue:
         self._seq = 0
         self._stored = 0
         self._cancelled = 0
+        self._tickets: Optional[TicketLines] = None  # made with the first ticket
 
     def __bool__(self) -> bool:
         """Whether anything is stored, cancelled timers included (cheap: no count)."""
-        return bool(self._heap)
+        return bool(self._heap) or bool(self._tickets)
 
     def __len__(self) -> int:
-        """Live (not cancelled) timers that have not run yet."""
-        return self._stored - self._cancelled
+        """Live (not cancelled) timers and tickets that have not run yet."""
+        return self._stored - self._cancelled + (len(self._tickets) if self._tickets is not None else 0)
+
+    def next_seq(self) -> int:
+        """A new creation sequence number: ties between deadlines break by it."""
+        self._seq += 1
+        return self._seq
+
+    def ticket(
+        self, now: float, delay: float, callback: Callable[..., Any], args: tuple, clock: Callable[[], float]
+    ) -> Ticket:
+        """A one-shot timeout due at ``now + delay`` whose ``reset()`` (on ``clock``) is O(1): tickets.py."""
+        if self._tickets is None:
+            from pollframe.tickets import TicketLines
+
+            self._tickets = TicketLines(self)
+        return self._tickets.add(now, delay, callback, args, clock)
 
     def call_later(self, now: float, delay: float, callback: Callable[..., Any], args: tuple) -> Timer:
         """Schedule ``callback(*args)`` at ``now + delay`` on the FIFO for that delay.
@@ -156,8 +185,11 @@ class TimerQueue:
 
     def restore(self, timers: List[Timer]) -> None:
         """Put back timers that ``pop_due`` returned but that never ran (the pass was left early)."""
-        for timer in timers:
+        for timer in reversed(timers):  # tickets go back to the front of their lines: last one first
             if timer.cancelled:
+                continue
+            if self._tickets is not None and isinstance(timer, _ticket_class()):
+                self._tickets.restore(timer)  # type: ignore[arg-type]
                 continue
             timer._queue = self
             self._stored += 1
@@ -169,7 +201,12 @@ class TimerQueue:
         while heap and heap[0][2].cancelled:
             self._pop_entry()
             self._cancelled -= 1
-        return heap[0][0] if heap else None
+        deadline = heap[0][0] if heap else None
+        if self._tickets:
+            ticket_deadline = self._tickets.next_deadline()
+            if ticket_deadline is not None and (deadline is None or ticket_deadline < deadline):
+                return ticket_deadline
+        return deadline
 
     def pop_due(self, now: float) -> List[Timer]:
         """Remove and return the live timers due at ``now``, in firing order.
@@ -186,6 +223,11 @@ class TimerQueue:
                 self._cancelled -= 1
             else:
                 due.append(timer)
+        tickets = self._tickets
+        if tickets:
+            fired = tickets.pop_due(now)
+            if fired:
+                due = list(merge(due, fired, key=_order)) if due else list(fired)
         return due
 
     def _pop_entry(self) -> Timer:

@@ -969,3 +969,60 @@ def test_handles_can_be_weakly_referenced_and_do_not_keep_a_finished_callback_al
     loop.run_once(0)
     assert alive() is None, "a handle lets go of its callback once it ran"
     assert len(handles) == 0
+
+
+# ------------------------------------------------------------ tickets
+
+
+def test_a_ticket_reset_by_each_message_fires_one_delay_after_the_last(loop_on_clock, fake_clock, push_pull):
+    loop = loop_on_clock
+    push, pull = push_pull
+    expired = []
+    start = fake_clock()
+    silence = loop.ticket(5.0, lambda: expired.append(fake_clock() - start))
+    loop.register(pull, lambda frames: silence.reset())
+    for _ in range(4):  # a message every 3 s: the peer is alive
+        fake_clock.advance(3.0)
+        push.send(b"alive")
+        run_until(loop, lambda: loop.next_deadline() != fake_clock())
+    assert expired == []
+    fake_clock.advance(4.999)
+    loop.run_once(0)
+    assert expired == []
+    fake_clock.advance(0.001)
+    loop.run_once(0)
+    assert expired == [pytest.approx(17.0)] and not silence.pending and not silence.cancelled
+
+
+def test_a_ticket_reset_by_an_earlier_callback_in_the_same_pass_does_not_fire(loop_on_clock, fake_clock):
+    loop = loop_on_clock
+    fired = []
+    ticket = loop.ticket(1.0, fired.append, "ticket")
+    loop.call_later(0.5, ticket.reset)  # due in the same pass as the ticket, and first
+    fake_clock.advance(1.0)
+    loop.run_once(0)
+    assert fired == [] and ticket.pending, "reset at 1.0: due at 2.0"
+    fake_clock.advance(1.0)
+    loop.run_once(0)
+    assert fired == ["ticket"]
+
+
+def test_a_ticket_that_fired_is_armed_again_by_reset_and_a_cancelled_one_never_fires(
+        loop_on_clock, fake_clock):
+    loop = loop_on_clock
+    fired = []
+    again = loop.ticket(1.0, fired.append, "again")
+    never = loop.ticket(1.0, fired.append, "never")
+    never.cancel()
+    fake_clock.advance(1.0)
+    loop.run_once(0)
+    again.reset()
+    fake_clock.advance(1.0)
+    loop.run_once(0)
+    assert fired == ["again", "again"] and never.cancelled
+
+
+def test_a_closed_loop_refuses_a_ticket(loop):
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.ticket(1.0, print)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from pollframe.testing import FakeClock
 from pollframe.timers import TimerQueue, next_periodic_deadline
 
 
@@ -103,3 +104,137 @@ def test_a_negative_delay_is_due_at_once():
     queue = TimerQueue()
     queue.call_later(5.0, -1.0, print, ("now",))
     assert fired(queue, 5.0) == ["now"]
+
+
+# ------------------------------------------------------------ tickets: resettable timeouts
+
+
+def ticket(queue: TimerQueue, now: float, delay: float, name: str, clock=None):
+    return queue.ticket(now, delay, print, (name,), clock or (lambda: now))
+
+
+def test_a_reset_pushes_a_tickets_deadline_back_by_its_delay():
+    queue, clock = TimerQueue(), FakeClock(start=0.0)
+    t = queue.ticket(0.0, 10.0, print, ("t",), clock)
+    clock.advance_to(5.0)
+    t.reset()
+    assert queue.next_deadline() == 10.0, "lazy: the old deadline stands until it comes"
+    assert fired(queue, 10.0) == []
+    assert queue.next_deadline() == 15.0
+    assert fired(queue, 15.0) == ["t"]
+
+
+def test_resetting_the_first_ticket_keeps_the_others_in_deadline_order():
+    queue, clock = TimerQueue(), FakeClock(start=0.0)
+    tickets = {}
+    for name in "abc":
+        tickets[name] = queue.ticket(clock(), 10.0, print, (name,), clock)
+        clock.advance(1.0)
+    tickets["a"].reset()  # at 3: due at 13, behind b (11) and c (12)
+    assert fired(queue, 10.0) == []
+    assert queue.next_deadline() == 11.0
+    assert fired(queue, 12.0) == ["b", "c"]
+    assert fired(queue, 13.0) == ["a"]
+
+
+def test_a_cancelled_ticket_never_fires_and_cannot_be_reset():
+    queue = TimerQueue()
+    early = ticket(queue, 0.0, 1.0, "early")
+    ticket(queue, 0.0, 2.0, "kept")
+    early.cancel()
+    early.cancel()
+    assert len(queue) == 1 and queue.next_deadline() == 2.0
+    with pytest.raises(RuntimeError, match="cancelled ticket"):
+        early.reset()
+    assert fired(queue, 5.0) == ["kept"] and len(queue) == 0
+
+
+def test_a_ticket_that_fired_is_armed_again_by_reset():
+    queue, clock = TimerQueue(), FakeClock(start=0.0)
+    t = queue.ticket(0.0, 1.0, print, ("t",), clock)
+    (due,) = queue.pop_due(1.0)
+    due.callback = due.args = None  # what the loop does when it runs a one-shot
+    clock.advance_to(4.0)
+    t.reset()
+    assert t.pending and queue.next_deadline() == 5.0
+    assert fired(queue, 5.0) == ["t"]
+
+
+def test_tickets_and_timers_fire_together_in_deadline_order():
+    queue = TimerQueue()
+    ticket(queue, 0.0, 4.0, "ticket at 4")
+    queue.call_later(0.0, 5.0, print, ("timer at 5",))
+    ticket(queue, 0.0, 6.0, "ticket at 6")
+    queue.call_at(3.0, print, ("timer at 3",))
+    assert queue.next_deadline() == 3.0
+    assert fired(queue, 10.0) == ["timer at 3", "ticket at 4", "timer at 5", "ticket at 6"]
+
+
+def test_a_ticket_taken_as_due_but_not_run_goes_back_first_in_line():
+    queue = TimerQueue()
+    first, second = ticket(queue, 0.0, 1.0, "first"), ticket(queue, 0.5, 1.0, "second")
+    due = queue.pop_due(2.0)
+    assert due == [first, second]
+    queue.restore(due)  # the pass was left before they ran
+    assert fired(queue, 2.0) == ["first", "second"]
+
+
+def test_a_hundred_thousand_resets_keep_one_heap_entry_per_delay():
+    queue, clock = TimerQueue(), FakeClock(start=0.0)
+    tickets = [queue.ticket(0.0, 30.0 + i % 3, print, (i,), clock) for i in range(10_000)]
+    for n in range(100_000):
+        clock.advance(0.0001)
+        tickets[(n * 7919) % len(tickets)].reset()
+        if n % 1000 == 0:
+            queue.next_deadline()  # the poll timeout, asked now and then
+    assert len(queue._tickets._heap) <= 3 + 3, "resets leave no trail in the heap"
+    assert len(queue) == 10_000
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_tickets_timers_resets_and_cancels_fire_as_a_sorted_model_says(seed):
+    import random
+
+    rng = random.Random(seed)
+    queue, clock = TimerQueue(), FakeClock(start=0.0)
+    model = {}  # name -> (deadline, sequence) of everything that will still fire
+    handles = {}
+    got, expected = [], []
+
+    def take_due():
+        now = clock()
+        got.extend(fired(queue, now))
+        due = sorted((key, name) for name, key in model.items() if key[0] <= now)
+        expected.extend(name for _, name in due)
+        for _, name in due:
+            del model[name]
+
+    for step in range(600):
+        action = rng.random()
+        name = f"n{step}"
+        if action < 0.3:
+            delay = rng.choice([1.0, 2.5, 4.0])
+            handles[name] = queue.ticket(clock(), delay, print, (name,), clock)
+            model[name] = (clock() + delay, handles[name].seq)
+        elif action < 0.4:
+            handles[name] = queue.call_later(clock(), rng.choice([1.0, 3.0]), print, (name,))
+            model[name] = (handles[name].when, handles[name].seq)
+        elif action < 0.7 and model:
+            victim = rng.choice(sorted(n for n in model if hasattr(handles[n], "reset")) or [None])
+            if victim is not None:  # (a reset in the same instant keeps its place among equal deadlines)
+                handles[victim].reset()
+                model[victim] = (handles[victim].when, handles[victim].seq)
+        elif action < 0.8 and model:
+            victim = rng.choice(sorted(model))
+            handles[victim].cancel()
+            del model[victim]
+        else:
+            clock.advance(rng.choice([0.1, 0.5, 1.5]))
+            if rng.random() < 0.5:  # never later than the earliest deadline (early for a reset ticket)
+                deadline = queue.next_deadline()
+                assert (deadline is None) == (not model)
+                assert deadline is None or deadline <= min(model.values())[0]
+            take_due()
+    clock.advance(100.0)
+    take_due()
+    assert got == expected and len(queue) == 0
