@@ -703,7 +703,8 @@ def _read_slowly(pull, pace, proc, count: int) -> list[bytes]:
     """Read up to ``count`` messages, one per 2 ms while ``proc`` runs, then what is left, fast."""
     got: list[bytes] = []
     while len(got) < count:
-        if not pull.poll(int(REPLY_TIMEOUT * 1000)):
+        # Once the process has exited, all it sent is here already: a short wait tells the end.
+        if not pull.poll(int(REPLY_TIMEOUT * 1000) if proc.is_alive() else 300):
             break  # nothing more is coming
         got.append(pull.recv())
         if proc.is_alive():
