@@ -29,7 +29,6 @@ context, so a process always exits 0 promptly, without a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -44,6 +43,8 @@ import zmq
 
 from pollframe import children
 from pollframe.address import parse_address, port_of
+from pollframe.control import FAILED, READY, STOP, ControlPipe
+from pollframe.factory import SocketOptions, make_socket
 from pollframe.loop import PollLoop
 from pollframe.stream import Stream
 from pollframe.units import MAX_MSG_SIZE, to_ms
@@ -52,10 +53,6 @@ __all__ = ["ProcessNotReady", "ReadyTimeout", "ZmqProcess"]
 
 log = logging.getLogger("pollframe")
 
-# The control pipe carries JSON, not pickles: [kind, payload].
-_STOP = "stop"
-_READY = "ready"
-_FAILED = "failed"
 
 #: Seconds between two looks at the send queues while the shutdown drains.
 _DRAIN_CHECK = 0.005
@@ -134,8 +131,8 @@ class ZmqProcess(multiprocessing.Process):
         self._close_by: float | None = None  # time.monotonic() deadline of the shutdown
         self._stop_requested = False
         self._stops = 0  # stop() calls: a second one during the drain ends it
-        self._control: multiprocessing.connection.Connection | None = None  # parent's end
-        self._child_control: multiprocessing.connection.Connection | None = None
+        self._control: ControlPipe | None = None  # parent's end
+        self._child_control: ControlPipe | None = None
         self._ready = False
         self._failure: str | None = None  # why the child's setup() failed, as it said
         self._launcher_pid: int | None = None  # in the child: the pid that started it, if it is our parent
@@ -154,7 +151,7 @@ class ZmqProcess(multiprocessing.Process):
         # fork and spawn make the child ours; a forkserver child's parent is the server.
         self._launcher_pid = None if self._start_method == "forkserver" else os.getpid()
         ctx = multiprocessing.get_context(self._start_method)
-        self._control, self._child_control = ctx.Pipe(duplex=True)
+        self._control, self._child_control = ControlPipe.pair(ctx)
         try:
             super().start()
         except BaseException:  # e.g. the process object cannot be pickled for spawn
@@ -189,10 +186,10 @@ class ZmqProcess(multiprocessing.Process):
             raise RuntimeError(f"{self.name}: call start() before wait_ready()")
         control = self._control  # None once the child has exited and been joined
         if not self._ready and self._failure is None and control is not None:
-            ready = multiprocessing.connection.wait([control, self.sentinel], timeout)
+            ready = multiprocessing.connection.wait([control.connection, self.sentinel], timeout)
             if not ready:
                 raise ReadyTimeout(f"{self.name} was not ready after {timeout} s")
-            if control in ready:
+            if control.connection in ready:
                 self._read_first_word(control)
         if self._ready:
             return list(self.endpoints)
@@ -201,17 +198,27 @@ class ZmqProcess(multiprocessing.Process):
             raise ProcessNotReady(f"{self.name} failed before it was ready: {self._failure}")
         raise ProcessNotReady(f"{self.name} exited with code {self.exitcode} before it was ready")
 
-    def _read_first_word(self, control: multiprocessing.connection.Connection) -> None:
+    def _read_first_word(self, control: ControlPipe) -> None:
         """Read the child's ready (endpoints) or failed (reason) message, if it sent one."""
-        try:
-            kind, payload = json.loads(control.recv_bytes())
-        except (EOFError, OSError):
+        word = control.read_if_any()
+        if word is None:
             return  # it died without a word
-        if kind == _READY:
+        kind, payload = word
+        if kind == READY:
             self.endpoints = list(payload)
             self._ready = True
-        elif kind == _FAILED:
+        elif kind == FAILED:
             self._failure = str(payload)
+
+    @property
+    def ready(self) -> bool:
+        """In the parent: the child said it was ready (as far as read by :meth:`wait_ready` or ``join``)."""
+        return self._ready
+
+    @property
+    def failure(self) -> str | None:
+        """In the parent: why the child's ``setup()`` failed, as it said (``"ValueError: ..."``), or None."""
+        return self._failure
 
     def _release_control(self) -> None:
         """Close the parent's end of the control pipe, keeping a word the child sent before it exited."""
@@ -219,7 +226,7 @@ class ZmqProcess(multiprocessing.Process):
         if control is None or control.closed:
             return
         try:
-            if not self._ready and self._failure is None and control.poll():
+            if not self._ready and self._failure is None:
                 self._read_first_word(control)
         finally:
             control.close()
@@ -303,7 +310,7 @@ class ZmqProcess(multiprocessing.Process):
                 loop.stop()
         elif self._control is not None:
             try:
-                _send(self._control, _STOP, None)
+                self._control.send(STOP)
             except OSError:
                 pass  # the child is gone already
 
@@ -359,7 +366,7 @@ class ZmqProcess(multiprocessing.Process):
                     for signum, handler in previous.items():
                         signal.signal(signum, handler)
 
-    def _run_loop(self, control: multiprocessing.connection.Connection | None) -> None:
+    def _run_loop(self, control: ControlPipe | None) -> None:
         try:
             self.setup()
             loop = self.loop
@@ -370,13 +377,13 @@ class ZmqProcess(multiprocessing.Process):
         except BaseException as exc:
             if control is not None:
                 try:
-                    _send(control, _FAILED, f"{type(exc).__name__}: {exc}")
+                    control.send(FAILED, f"{type(exc).__name__}: {exc}")
                 except OSError:
                     pass  # the parent is gone: no one to tell
             raise
         if control is not None:
             try:
-                _send(control, _READY, self.endpoints)
+                control.send(READY, self.endpoints)
             except OSError:  # the parent died first: stop, as when it dies later
                 log.warning("pollframe: %s: parent process gone before ready; stopping", self.name)
                 return
@@ -533,44 +540,30 @@ class ZmqProcess(multiprocessing.Process):
         if self.context is None or self.loop is None:
             raise RuntimeError("stream() needs setup() to have run (call super().setup() first)")
         endpoint = parse_address(addr, bind)  # before the socket exists: nothing to leak
-        prefixes = _prefixes(subscribe) if sock_type == zmq.SUB else []
         if linger is None and sock_type in _RECEIVE_ONLY:
             linger = 0
-        sock = self.context.socket(sock_type)
-        try:
-            sock.linger = to_ms(self.linger if linger is None else linger)
-            sock.setsockopt(zmq.MAXMSGSIZE, self.max_msg_size if max_msg_size is None else max_msg_size)
-            if endpoint.ipv6:
-                sock.ipv6 = True
-            if sock_type == zmq.ROUTER:
-                sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            _set_heartbeat(sock, heartbeat, heartbeat_timeout, heartbeat_ttl)
-            _set_curve(sock, curve_secret_key, curve_server_key)
-            for option, value in (sockopts or {}).items():
-                sock.setsockopt(option, value)
-            for prefix in prefixes:
-                sock.setsockopt(zmq.SUBSCRIBE, prefix)
-            port = self._bind_or_connect(sock, endpoint.url, endpoint.port, bind)
-        except BaseException:
-            sock.close(linger=0)
-            raise
+        options = SocketOptions(
+            linger=self.linger if linger is None else linger,
+            max_msg_size=self.max_msg_size if max_msg_size is None else max_msg_size,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
+            heartbeat_ttl=heartbeat_ttl,
+            curve_secret_key=curve_secret_key,
+            curve_server_key=curve_server_key,
+            subscribe=tuple(_prefixes(subscribe)) if sock_type == zmq.SUB else (),
+            sockopts=dict(sockopts or {}),
+        )
+        sock, bound = make_socket(self.context, sock_type, endpoint, bind, options)
         stream = Stream(sock, self.loop, max_queue=max_queue)
+        if bound is not None:
+            self.endpoints.append(bound)
         # Forget the streams closed since the last call: a process that reconnects
         # by closing and remaking a stream must not hold every one it ever made.
         self._streams = {kept: given for kept, given in self._streams.items() if not kept.closed}
         self._streams[stream] = linger
         if callback is not None:
             stream.on_recv(callback)
-        return stream, port
-
-    def _bind_or_connect(self, sock: zmq.Socket[Any], url: str, port: int | None, bind: bool) -> int | None:
-        if not bind:
-            sock.connect(url)
-            return port
-        sock.bind(url)
-        bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.endpoints.append(bound)
-        return port_of(bound)
+        return stream, endpoint.port if bound is None else port_of(bound)
 
     def _on_control(self, fd: int, events: int) -> None:
         """A stop request from the parent, or the parent gone (end of file)."""
@@ -579,8 +572,8 @@ class ZmqProcess(multiprocessing.Process):
             return
         try:
             while control.poll():
-                kind, _ = json.loads(control.recv_bytes())
-                if kind == _STOP:
+                kind, _ = control.read()
+                if kind == STOP:
                     self.stop()
         except (EOFError, OSError):
             log.warning("pollframe: %s: parent process gone; stopping", self.name)
@@ -599,37 +592,6 @@ class ZmqProcess(multiprocessing.Process):
         self.stop()
 
 
-def _set_heartbeat(
-    sock: zmq.Socket[Any], interval: float | None, timeout: float | None, ttl: float | None
-) -> None:
-    if interval is None:
-        if timeout is not None or ttl is not None:
-            raise ValueError("heartbeat_timeout and heartbeat_ttl need heartbeat=<interval>")
-        return
-    if not interval > 0:
-        raise ValueError(f"heartbeat must be a positive interval in seconds, not {interval!r}")
-    sock.setsockopt(zmq.HEARTBEAT_IVL, to_ms(interval))
-    if timeout is not None:
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, to_ms(timeout))
-    if ttl is not None:
-        sock.setsockopt(zmq.HEARTBEAT_TTL, to_ms(ttl))
-
-
-def _set_curve(
-    sock: zmq.Socket[Any], secret_key: bytes | str | None, server_key: bytes | str | None
-) -> None:
-    if secret_key is None:
-        if server_key is not None:
-            raise ValueError("curve_server_key needs curve_secret_key (the client's own key)")
-        return
-    from pollframe import auth  # only CURVE users pay for it
-
-    if server_key is None:
-        auth.curve_server(sock, secret_key)
-    else:
-        auth.curve_client(sock, secret_key, server_key)
-
-
 def _queued(streams: Iterable[Stream]) -> int:
     return sum(stream.queued() for stream in streams if not stream.closed)
 
@@ -644,7 +606,3 @@ def _prefixes(subscribe: bytes | str | Iterable[bytes | str]) -> list[bytes]:
             raise TypeError(f"a subscription prefix is bytes or str, not {type(prefix).__name__}")
         prefixes.append(prefix.encode() if isinstance(prefix, str) else prefix)
     return prefixes
-
-
-def _send(control: multiprocessing.connection.Connection, kind: str, payload: Any) -> None:
-    control.send_bytes(json.dumps([kind, payload]).encode())

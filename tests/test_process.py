@@ -643,10 +643,20 @@ ROOT = Path(__file__).resolve().parents[1]
 )
 def test_a_process_tree_ends_within_2_s_when_its_top_is_stopped_or_killed(how, method, tmp_path):
     # Three levels, the top with two children: the script kills the top and waits for the rest.
-    run = subprocess.run(
+    script = subprocess.Popen(
         [sys.executable, str(TREE), how, method, "3", "2", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
     )
+    try:
+        stdout, stderr = script.communicate(timeout=20)
+    finally:
+        try:
+            os.killpg(script.pid, signal.SIGKILL)  # the whole tree, if a failure left any of it
+        except ProcessLookupError:
+            pass
+        script.wait()
+    run = subprocess.CompletedProcess(script.args, script.returncode, stdout, stderr)
     assert run.returncode == 0, run.stderr
     tree = json.loads(run.stdout)
     print(f"reliability: tree of 5 ended by {how} ({method}) in {tree['elapsed'] * 1000:.0f} ms")
@@ -755,3 +765,62 @@ def test_a_drain_cut_short_by_its_deadline_says_how_many_messages_the_streams_st
     print(f"reliability: drain cut after 0.2 s: {len(got)} arrived, {held} reported still queued")
     assert held > 0 and len(got) < 5000  # closing offers the queue to the socket once more: some get out
     assert got == [numbered(n) for n in range(len(got))]  # what arrived came in order, none twice
+
+
+
+# ------------------------------------------------------------ the parts ZmqProcess is made of
+
+
+def test_the_control_pipe_carries_json_words_and_reports_the_other_end_gone():
+    from pollframe.control import READY, ControlPipe
+
+    parent, child = ControlPipe.pair(multiprocessing.get_context("spawn"))
+    try:
+        assert parent.read_if_any() is None  # nothing yet
+        child.send(READY, ["tcp://127.0.0.1:5"])
+        assert parent.read() == ("ready", ["tcp://127.0.0.1:5"])
+        child.close()
+        assert parent.poll(REPLY_TIMEOUT)  # the end of file is readable
+        with pytest.raises(EOFError):
+            parent.read()
+        assert parent.read_if_any() is None
+    finally:
+        parent.close()
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"heartbeat_timeout": 1.0}, "need heartbeat"),
+        ({"heartbeat": 0}, "positive interval"),
+        ({"curve_server_key": "x" * 40}, "needs curve_secret_key"),
+        ({"subscribe": ("text",)}, "prefix is bytes"),
+    ],
+)
+def test_socket_options_are_checked_before_any_socket_exists(options, error):
+    from pollframe.factory import SocketOptions
+
+    with pytest.raises((ValueError, TypeError), match=error):
+        SocketOptions(**options)
+
+
+def test_the_factory_closes_the_socket_when_binding_fails(ctx):
+    from pollframe.address import parse_address
+    from pollframe.factory import SocketOptions, make_socket
+
+    taken, bound = make_socket(ctx, zmq.PULL, parse_address("127.0.0.1", True), True, SocketOptions())
+    made = []
+    real_socket = ctx.socket
+
+    def recording_socket(*args, **kwargs):
+        made.append(real_socket(*args, **kwargs))
+        return made[-1]
+
+    ctx.socket = recording_socket
+    try:
+        with pytest.raises(zmq.ZMQError):
+            make_socket(ctx, zmq.PULL, parse_address(bound, True), True, SocketOptions())
+    finally:
+        del ctx.socket
+        taken.close(linger=0)
+    assert len(made) == 1 and made[0].closed

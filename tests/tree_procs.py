@@ -64,8 +64,9 @@ class TreeProc(ZmqProcess):
                 kid.wait_ready(20)
         if self.hold:  # a plain forked sibling: holds a copy of our end of each kid's control pipe
             fork = multiprocessing.get_context("fork")
-            holder = fork.Process(target=_hold, args=(self.pid_dir,), daemon=True)
+            holder = fork.Process(target=signal.pause, daemon=True)  # until the script kills it
             holder.start()
+            Path(self.pid_dir, "holder").write_text(str(holder.pid))
 
     def run(self) -> None:
         super().run()
@@ -77,11 +78,6 @@ def _cmdline(pid: int) -> str:
         return Path("/proc", str(pid), "cmdline").read_bytes().replace(b"\0", b" ")[:150].decode()
     except OSError:
         return "(gone)"
-
-
-def _hold(pid_dir: str) -> None:
-    Path(pid_dir, "holder").write_text(str(os.getpid()))
-    signal.pause()  # until the script kills it
 
 
 def _descendants(root: int) -> dict[int, int]:
