@@ -211,12 +211,12 @@ class ZmqProcess(multiprocessing.Process):
             self._failure = str(payload)
 
     @property
-    def ready(self) -> bool:
+    def reported_ready(self) -> bool:
         """In the parent: the child said it was ready (as far as read by :meth:`wait_ready` or ``join``)."""
         return self._ready
 
     @property
-    def failure(self) -> str | None:
+    def setup_failure(self) -> str | None:
         """In the parent: why the child's ``setup()`` failed, as it said (``"ValueError: ..."``), or None."""
         return self._failure
 
