@@ -62,13 +62,16 @@ class ControlPipe:
         return self.connection.poll(timeout)
 
     def fileno(self) -> int:
+        """The descriptor to watch (``loop.register``): readable when a word or the end of file is there."""
         return self.connection.fileno()
 
     def close(self) -> None:
+        """Close this end: the other end reads the end of file."""
         self.connection.close()
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` was called."""
         return self.connection.closed
 
     def __repr__(self) -> str:
