@@ -40,6 +40,7 @@ import zmq
 
 from pollframe import tasks
 from pollframe.core import Core, safe_repr
+from pollframe.errors import worth_logging
 from pollframe.handles import Handle
 from pollframe.readers import make_reader
 from pollframe.tasks import Task, Waiter
@@ -548,12 +549,6 @@ class PollLoop:
     def sleep(self, seconds: float) -> Waiter:
         """Inside a task, ``await loop.sleep(seconds)`` resumes it that many seconds from now."""
         return tasks.sleep(self, seconds)
-
-def worth_logging(count: int) -> bool:
-    """Log the 1st, 10th, 100th, ... occurrence: a flood stays a handful of lines."""
-    while count % 10 == 0:
-        count //= 10
-    return count == 1
 
 
 def check_blocking_socket(sock: Any) -> None:

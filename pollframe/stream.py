@@ -39,6 +39,7 @@ from typing import Any, Callable, Deque, Optional, Sequence, Tuple
 
 import zmq
 
+from pollframe.errors import worth_logging as _worth_logging
 from pollframe.loop import EventHandler, PollLoop, check_blocking_socket
 from pollframe.monitor import Monitor, SocketEvent
 from pollframe.units import to_ms
@@ -468,10 +469,3 @@ def _send_now(send: Callable[..., Any], frames: Sequence[Any]) -> None:
 def _peer_id(frames: Sequence[Any]) -> bytes:
     """The routing id a ROUTER message starts with, cut short for a log line."""
     return bytes(frames[0])[:32] if frames else b""
-
-
-def _worth_logging(count: int) -> bool:
-    """Log the 1st, 10th, 100th, ... occurrence: a flood of drops stays a handful of lines."""
-    while count % 10 == 0:
-        count //= 10
-    return count == 1
