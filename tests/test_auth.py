@@ -38,7 +38,6 @@ from pollframe.auth import (
     public_key,
     require_zap,
     running_authenticator,
-    SESSION_PROPERTIES,
     SessionGuard,
     start_auth,
 )
@@ -832,32 +831,6 @@ class Echo(MessageHandler):
         return ["echo", [text], {}]
 
 
-def _property(frame: zmq.Frame, name: str) -> Optional[str]:
-    try:
-        return frame.get(name)
-    except zmq.ZMQError:
-        return None
-
-
-def register_with_properties(loop: PollLoop, sock: zmq.Socket[Any], callback: Callable[..., Any]) -> None:
-    """Calls ``callback(frames, props)`` as the loop's ``properties=`` reader option does."""
-
-    def on_readable(revents: int) -> None:
-        while True:
-            try:
-                frame = sock.recv(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            frames = [frame.bytes]
-            props = {name: _property(frame, name) for name in SESSION_PROPERTIES}
-            while frame.more:
-                frame = sock.recv(zmq.NOBLOCK, copy=False)
-                frames.append(frame.bytes)
-            callback(frames, props)
-
-    loop.watch(sock, on_readable, zmq.POLLIN)
-
-
 class GuardedServer:
     """A CURVE ROUTER answering ``echo`` through a SessionGuard, and DEALER clients that record replies."""
 
@@ -870,7 +843,7 @@ class GuardedServer:
         self.stream = Stream(router, loop)
         self.handler = Echo(reply_stream=self.stream)
         self.guard = auth.guard(self.handler)
-        register_with_properties(loop, router, self.guard)
+        loop.register(router, self.guard, properties=SessionGuard.properties)
         self.dealers: List[zmq.Socket[Any]] = []
         self.replies: dict[int, List[Any]] = {}
 

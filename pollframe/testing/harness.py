@@ -125,6 +125,7 @@ def start_process(
     stop_timeout: float = 2.0,
     term_timeout: float = 1.0,
     kill_timeout: float = 5.0,
+    launch: Optional[Callable[[ZmqProcess], Any]] = None,
 ) -> RunningProcess:
     """Start ``process`` and wait until it is ready; the caller must ``shutdown()`` the result.
 
@@ -134,13 +135,15 @@ def start_process(
     reads its reply; it must not block without a deadline); each step then
     waits up to its timeout in seconds. If the process does not get ready
     (its ``setup()`` failed, it died, or ``ready_timeout`` passed) it is
-    shut down before the error is raised. :func:`running` and the
+    shut down before the error is raised. ``launch(process)`` replaces
+    ``process.start()`` (e.g. :meth:`pollframe.testing.hosts.Host.start`
+    starts it inside a network namespace). :func:`running` and the
     ``start_process`` fixture take the same options and guarantee the
     shutdown.
     """
     __tracebackhide__ = True
     handle = RunningProcess(process, stop=stop, timeouts=(stop_timeout, term_timeout, kill_timeout))
-    process.start()
+    (launch or ZmqProcess.start)(process)
     _started.add(process)
     try:
         handle.endpoints = process.wait_ready(ready_timeout)
