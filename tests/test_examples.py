@@ -83,6 +83,9 @@ def test_pinger_refuses_a_bye_it_did_not_ask_for():
 # ------------------------------------------------------------ message tier: the kit's fake stream
 
 
+LOCAL = {"Peer-Address": "127.0.0.1"}  # the properties of a message from a loopback peer
+
+
 @pytest.fixture
 def rep():
     """A RepStreamHandler on a fake stream: (handler, stream, list of stop calls)."""
@@ -92,7 +95,7 @@ def rep():
 
 def test_rep_handler_replies_through_the_router_envelope(rep, capsys):
     handler, stream, _ = rep
-    handler([b"peer-1", b"", b'["ping", [2], {}]'])
+    handler.receive([b"peer-1", b"", b'["ping", [2], {}]'], LOCAL)
     assert stream.sent == [[b"peer-1", b"", b'["pong", [2], {}]']]
     assert capsys.readouterr().out == "Pong got request: ping 2\n"
 
@@ -107,11 +110,42 @@ def test_rep_handler_answers_a_count_that_is_not_an_integer_with_an_error(rep, c
     assert msg_type == "error" and "integer" in reason
 
 
-def test_rep_handler_stops_on_plzdiekthxbye_and_still_replies_bye(rep):
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_rep_handler_stops_on_plzdiekthxbye_from_a_loopback_peer_and_still_replies_bye(rep, address):
     handler, stream, stops = rep
-    handler([b"peer-1", b"", b'["plzdiekthxbye", [], {}]'])
+    handler.receive([b"peer-1", b"", b'["plzdiekthxbye", [], {}]'], {"Peer-Address": address})
     assert stops == [True]
     assert stream.sent == [[b"peer-1", b"", b'["bye", [], {}]']]
+
+
+@pytest.mark.parametrize("props", [{"Peer-Address": "10.1.2.3"}, {"Peer-Address": None}, {}],
+                         ids=["remote", "unknown", "no-properties"])
+def test_rep_handler_refuses_plzdiekthxbye_from_an_untrusted_peer_with_an_error_and_keeps_serving(
+    rep, props
+):
+    handler, stream, stops = rep
+    handler.receive([b"peer-1", b"", b'["plzdiekthxbye", [], {}]'], props)
+    handler.receive([b"peer-1", b"", b'["ping", [3], {}]'], props)
+    assert stops == []
+    assert stream.sent == [
+        [b"peer-1", b"", b'["error", ["only a trusted peer may stop PongProc"], {}]'],
+        [b"peer-1", b"", b'["pong", [3], {}]'],
+    ]
+    assert handler.errors == {"not_trusted": 1}
+
+
+def test_rep_handler_called_without_properties_trusts_nobody(rep):
+    handler, stream, stops = rep
+    handler([b"peer-1", b"", b'["plzdiekthxbye", [], {}]'])
+    assert stops == [] and handler.errors == {"not_trusted": 1}
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "::ffff:10.1.2.3"])
+def test_rep_handler_stops_for_an_address_it_was_told_to_trust(address):
+    stream, stops = FakeStream(), []
+    handler = RepStreamHandler(stream, lambda: stops.append(True), PingHandler(), trusted=["10.1.2.3"])
+    handler.receive([b"peer-1", b"", b'["plzdiekthxbye", [], {}]'], {"Peer-Address": address})
+    assert stops == [True]
 
 
 def _finish(coro):
@@ -278,6 +312,29 @@ def test_pongproc_alone_exits_0_after_plzdiekthxbye(pongproc, req):
     _, err = finish(proc, timeout=5)
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+def _has_ipv6() -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::", 0))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 here: no dual-stack socket")
+def test_a_dual_stack_pongproc_is_stopped_by_an_ipv4_loopback_peer(start_process, make_socket):
+    pong = start_process(PongProc("[::]"))  # IPv4 peers arrive as ::ffff:127.0.0.1
+    port = pong.endpoint.rsplit(":", 1)[1]
+    sock = make_socket(zmq.REQ, connect=f"tcp://127.0.0.1:{port}")
+    sock.send(b'["plzdiekthxbye", [], {}]')
+    assert sock.recv() == b'["bye", [], {}]'
+    pong.process.join(5)
+    assert pong.exitcode == 0
 
 
 @pytest.mark.system
