@@ -299,7 +299,7 @@ class Host:
         self.network._contexts.append(ctx)
         return ctx
 
-    def start(self, process: Any, **options: Any) -> RunningProcess:
+    def start(self, process: Any, *, check_exit: bool = True, **options: Any) -> RunningProcess:
         """Start a ``ZmqProcess`` on this host, wait until it is ready, and return its handle.
 
         ``options`` are those of :func:`~pollframe.testing.harness.start_process`
@@ -307,7 +307,8 @@ class Host:
         forked (or spawned) from a thread inside the namespace, so it lives
         there; ``forkserver``, whose children fork from a server outside,
         is replaced by ``spawn`` for this process. The network shuts it
-        down at exit if the test did not.
+        down at exit if the test did not; with ``check_exit`` (the default)
+        :meth:`Network.check_clean_exits` then fails unless it exited cleanly.
         """
         method = getattr(process, "_start_method", None) or multiprocessing.get_start_method()
         if method == "forkserver":
@@ -315,6 +316,8 @@ class Host:
 
         handle = start_process(process, launch=lambda proc: self.call(proc.start), **options)
         self.network._running.append(handle)
+        if check_exit:
+            self.network._checked.append(handle)
         return handle
 
     def run(self, args: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
@@ -343,6 +346,7 @@ class Network:
         self.hosts = [Host(self, k, f"{prefix}h{k}") for k in range(1, count_ + 1)]
         self._cuts: Set[Tuple[str, str]] = set()
         self._running: List[RunningProcess] = []
+        self._checked: List[RunningProcess] = []  # placed with check_exit: see check_clean_exits()
         self._commands: List[subprocess.Popen[Any]] = []
         self._contexts: List[zmq.Context[Any]] = []
         self._proxies: List[FaultProxy] = []
@@ -462,6 +466,15 @@ class Network:
         return proxy
 
     # --------------------------------------------------------------- cleanup
+
+    def check_clean_exits(self) -> None:
+        """Fail unless every process placed with :meth:`Host.start` ended on its stop request with code 0.
+
+        Call after :meth:`close` (the ``hosts`` fixture does, when the test passed).
+        """
+        __tracebackhide__ = True
+        for handle in self._checked:
+            handle.check_clean_exit()
 
     def close(self) -> None:
         """Stop everything placed on the hosts and delete the namespaces. Safe to call twice."""

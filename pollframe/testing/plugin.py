@@ -23,6 +23,13 @@ with ``-p no:pollframe``). Fixtures:
     :class:`~pollframe.testing.harness.RunningProcess`; at teardown each
     one is stopped (stop, SIGTERM, SIGKILL). If the test itself passed, a
     process that did not exit cleanly then fails it (an error at teardown).
+``hosts``
+    ``net = hosts(2)``: a :class:`~pollframe.testing.hosts.Network` of two
+    network namespaces on one private network (see
+    :mod:`pollframe.testing.hosts`), removed at teardown with everything
+    placed on it; processes started with ``host.start(...)`` are checked
+    for a clean exit as with ``start_process``. Skips the test without
+    root or ``CAP_NET_ADMIN``.
 """
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ from pollframe.loop import PollLoop
 from pollframe.testing.fakes import FakeClock
 from pollframe.testing.harness import RunningProcess, kill_leftovers
 from pollframe.testing.harness import start_process as _start_process
+from pollframe.testing.hosts import Network
+from pollframe.testing.hosts import hosts as _hosts
 from pollframe.testing.sockets import (
     DEFAULT_TIMEOUT,
     IPC_PATH_MAX,
@@ -157,6 +166,23 @@ def start_process(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runn
         for handle, check_exit in started:
             if check_exit:
                 handle.check_clean_exit()
+
+
+@pytest.fixture
+def hosts(request: pytest.FixtureRequest) -> Iterator[Callable[..., Network]]:
+    """Factory: ``hosts(n=2)`` makes a :class:`~pollframe.testing.hosts.Network`; removed at teardown."""
+    networks: List[Network] = []
+    with ExitStack() as stack:
+
+        def make(count: int = 2) -> Network:
+            network = stack.enter_context(_hosts(count))
+            networks.append(network)
+            return network
+
+        yield make
+        if not _call_failed(request.node):
+            for network in networks:
+                network.check_clean_exits()
 
 
 _CALL_FAILED = pytest.StashKey[bool]()
