@@ -46,7 +46,9 @@ def test_a_connection_file_is_world_readable_and_replaced_whole_leaving_no_tempo
 
 
 @pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5678", "tcp://[::]:5678", "tcp://*:5678"])
-def test_a_wildcard_endpoint_is_refused_because_no_peer_can_connect_to_it(tmp_path: Any, endpoint: str) -> None:
+def test_a_wildcard_endpoint_is_refused_because_no_peer_can_connect_to_it(
+    tmp_path: Any, endpoint: str
+) -> None:
     path = tmp_path / "app.json"
     with pytest.raises(ConnectionFileError, match="app.json"):
         write_connection_file(path, {"pong": endpoint})
@@ -58,7 +60,9 @@ def test_a_wildcard_endpoint_is_refused_because_no_peer_can_connect_to_it(tmp_pa
     [("tcp://0.0.0.0:5678", "10.0.0.2", "tcp://10.0.0.2:5678"),
      ("tcp://[::]:5678", "fd00::2", "tcp://[fd00::2]:5678")],
 )
-def test_advertise_puts_the_address_peers_reach_into_a_bound_endpoint(bound: str, host: str, expected: str) -> None:
+def test_advertise_puts_the_address_peers_reach_into_a_bound_endpoint(
+    bound: str, host: str, expected: str
+) -> None:
     assert advertise(bound, host) == expected
 
 

@@ -57,6 +57,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import unittest
 from contextlib import contextmanager
 from itertools import count
@@ -427,12 +428,23 @@ class Network:
         """The (from, to) address pairs dropped now."""
         return set(self._cuts)
 
-    def freeze(self, target: Target) -> None:
-        """``SIGSTOP`` a process (its handle, a ``Popen``, a ``Process`` or a pid)."""
-        os.kill(_pid_of(target), signal.SIGSTOP)
+    def freeze(self, target: Target, timeout: float = 5.0) -> None:
+        """``SIGSTOP`` a process (its handle, a ``Popen``, a ``Process`` or a pid); return once it is stopped.
+
+        A stop signal takes effect when the target next runs; this waits
+        (polling ``/proc/PID/stat`` up to *timeout* s) until the kernel
+        shows it stopped, so the test's next step meets a frozen process.
+        """
+        pid = _pid_of(target)
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while _process_state(pid) not in ("T", "t", None):
+            if time.monotonic() > deadline:
+                raise HostsError(f"pid {pid} was not stopped {timeout} s after SIGSTOP")
+            _pause.wait(0.001)
 
     def thaw(self, target: Target) -> None:
-        """``SIGCONT`` a process frozen by :meth:`freeze`."""
+        """``SIGCONT`` a process frozen by :meth:`freeze` (it runs again when this returns)."""
         os.kill(_pid_of(target), signal.SIGCONT)
 
     def kill(self, target: Target, timeout: float = 5.0) -> Optional[int]:
@@ -506,6 +518,18 @@ def _collect(errors: List[BaseException], func: Callable[..., Any], *args: Any) 
 def _kill_popen(proc: subprocess.Popen[Any]) -> None:
     proc.kill()
     proc.wait(5.0)
+
+
+_pause = threading.Event()  # never set: its wait() is a sleep that a poll loop can use
+
+
+def _process_state(pid: int) -> Optional[str]:
+    """The state letter of /proc/PID/stat (``R``, ``S``, ``T`` ...); None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _pid_of(target: Target) -> int:
