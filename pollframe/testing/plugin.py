@@ -180,9 +180,9 @@ def hosts(request: pytest.FixtureRequest) -> Iterator[Callable[..., Network]]:
             return network
 
         yield make
-        if not _call_failed(request.node):
-            for network in networks:
-                network.check_clean_exits()
+    if not _call_failed(request.node):  # after the networks were closed: their processes stopped
+        for network in networks:
+            network.check_clean_exits()
 
 
 _CALL_FAILED = pytest.StashKey[bool]()
