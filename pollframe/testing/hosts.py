@@ -39,7 +39,7 @@ ends); :meth:`Host.run` starts a command with ``ip netns exec``;
 :meth:`Host.context` makes a ``zmq.Context`` whose sockets live on the
 host (libzmq's I/O threads are started inside the namespace, and every
 connection of the context is made by them); :meth:`Host.call` runs a
-function there.
+function there, on the host's own long-lived thread.
 
 Needs Linux, the ``ip`` command (iproute2) and root or ``CAP_NET_ADMIN``;
 otherwise :func:`hosts` raises :class:`HostsUnavailable`, a
@@ -51,7 +51,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import multiprocessing
+from multiprocessing import resource_tracker
 import os
+import queue
 import re
 import shutil
 import signal
@@ -72,8 +74,8 @@ __all__ = [
     "Host",
     "HostsError",
     "HostsUnavailable",
+    "NamespaceThread",
     "Network",
-    "call_in_namespace",
     "enter_namespace",
     "hosts",
     "hosts_unavailable",
@@ -178,27 +180,60 @@ def inside_namespace(name: str) -> Iterator[None]:
         os.close(original)
 
 
-def call_in_namespace(name: str, func: Callable[..., T], *args: Any) -> T:
-    """Run ``func(*args)`` on a fresh thread inside namespace *name*; return or raise what it did.
+_Call = Tuple[Callable[[], Any], List[Any], threading.Event]
 
-    The calling thread never changes namespace.
+
+class NamespaceThread:
+    """A thread that lives inside one namespace and runs what it is given, one call at a time.
+
+    Processes a host starts are forked from it, and it lives as long as
+    the network: the kernel's parent-death signal (``PR_SET_PDEATHSIG``,
+    which ``ZmqProcess`` children ask for) follows the *thread* that forked
+    a child, so a child forked from a short-lived thread would be signalled
+    as soon as that thread ended.
     """
-    outcome: List[Any] = []
 
-    def run() -> None:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._calls: queue.Queue[Optional[_Call]] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name=f"in-{namespace}", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
         try:
-            enter_namespace(name)
-            outcome.append((True, func(*args)))
-        except BaseException as exc:  # handed to the caller
-            outcome.append((False, exc))
+            enter_namespace(self.namespace)
+            entered: Optional[BaseException] = None
+        except BaseException as exc:  # every call is answered with it
+            entered = exc
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            func, outcome, done = item
+            try:
+                if entered is not None:
+                    raise entered
+                outcome.append((True, func()))
+            except BaseException as exc:  # handed to the caller
+                outcome.append((False, exc))
+            done.set()
 
-    thread = threading.Thread(target=run, name=f"in-{name}", daemon=True)
-    thread.start()
-    thread.join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
+    def call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func(*args)`` on this thread; return or raise what it did."""
+        if not self._thread.is_alive():
+            raise RuntimeError(f"the thread of {self.namespace} has ended")
+        outcome: List[Any] = []
+        done = threading.Event()
+        self._calls.put((lambda: func(*args), outcome, done))
+        done.wait()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._calls.put(None)
+        self._thread.join(5.0)
 
 
 def _ip(*args: str, check: bool = True) -> str:
@@ -266,10 +301,16 @@ class Host:
         self.address = f"{SUBNET}.{index}.2"
         """This host's IPv4 address; every other host reaches it."""
         self.gateway = f"{SUBNET}.{index}.1"
+        self._thread: Optional[NamespaceThread] = None
 
     def call(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func(*args)`` inside this host (on a fresh thread) and return its result."""
-        return call_in_namespace(self.namespace, func, *args)
+        """Run ``func(*args)`` inside this host, on the host's own thread, and return its result.
+
+        Threads, processes and sockets it makes belong to the host.
+        """
+        if self._thread is None:
+            self._thread = NamespaceThread(self.namespace)
+        return self._thread.call(func, *args)
 
     def inside(self) -> Any:
         """``with host.inside():`` runs the block with this thread on this host.
@@ -306,14 +347,16 @@ class Host:
         ``options`` are those of :func:`~pollframe.testing.harness.start_process`
         (``ready_timeout``, ``stop``, ``stop_timeout``, ...). The child is
         forked (or spawned) from a thread inside the namespace, so it lives
-        there; ``forkserver``, whose children fork from a server outside,
-        is replaced by ``spawn`` for this process. The network shuts it
+        there; unless it was given ``fork``, it is spawned (``forkserver``,
+        ZmqProcess's default, forks from a server outside the namespace). The network shuts it
         down at exit if the test did not; with ``check_exit`` (the default)
         :meth:`Network.check_clean_exits` then fails unless it exited cleanly.
         """
-        method = getattr(process, "_start_method", None) or multiprocessing.get_start_method()
-        if method == "forkserver":
+        if getattr(process, "_start_method", None) != "fork":  # None: forkserver, by default
             process._start_method = "spawn"
+            # spawn starts multiprocessing's resource tracker on first use: start it here, outside,
+            # or it would live in this namespace and die with it.
+            resource_tracker.ensure_running()
 
         handle = start_process(process, launch=lambda proc: self.call(proc.start), **options)
         self.network._running.append(handle)
@@ -500,6 +543,10 @@ class Network:
                 _collect(errors, _kill_popen, proc)
         for ctx in self._contexts:
             _collect(errors, ctx.destroy, 0)
+        for host in self.hosts:
+            if host._thread is not None:
+                _collect(errors, host._thread.close)
+                host._thread = None
         for name in reversed(self._made):
             _collect(errors, _remove_namespace, name)
         self._proxies, self._running, self._commands, self._contexts, self._made = [], [], [], [], []
