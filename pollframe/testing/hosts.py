@@ -232,6 +232,7 @@ class NamespaceThread:
         return value
 
     def close(self) -> None:
+        """End the thread once the calls already given have run (its forked children are stopped by then)."""
         self._calls.put(None)
         self._thread.join(5.0)
 
