@@ -31,7 +31,11 @@ With ``liveness`` (a :class:`~pollframe.liveness.Liveness`) the stream also
 watches its peer: every message received is traffic, the tracker is
 checked every ``liveness.interval`` seconds on the loop, and when it
 declares the peer gone the stream reconnects. Sending heartbeats is the
-application's part, since their frames depend on its protocol.
+application's part, since their frames depend on its protocol. The socket
+events are watched too (``Stream.on_event``; ``watch_events=False`` turns
+it off): a ``disconnected`` event (the peer closed the TCP connection or
+died with it) declares the peer lost at once, without waiting for the
+missed intervals.
 """
 from __future__ import annotations
 
@@ -68,6 +72,7 @@ class ReconnectingStream:
         liveness: Optional[Liveness] = None,
         backoff: float = 1.0,
         max_backoff: float = 32.0,
+        watch_events: bool = True,
     ) -> None:
         if not 0 < backoff <= max_backoff:
             raise ValueError(f"need 0 < backoff <= max_backoff, not {backoff!r} and {max_backoff!r}")
@@ -78,6 +83,7 @@ class ReconnectingStream:
         self.liveness = liveness
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.watch_events = watch_events
         #: The number of the current (or last) connection: 0 before :meth:`open`.
         self.generation = 0
         #: Sends dropped because their connection was gone.
@@ -170,6 +176,9 @@ class ReconnectingStream:
         self.generation += 1
         if self.liveness is not None:
             self.liveness.reset(self.loop.time())
+            if self.watch_events and hasattr(stream, "on_event"):
+                generation = self.generation
+                stream.on_event(lambda event: self._event(event, generation))
         stream.on_recv(self._received)
         if self.on_connect is not None:
             self.on_connect(stream)
@@ -182,6 +191,13 @@ class ReconnectingStream:
             self.liveness.heard(self.loop.time())
         if self.on_recv is not None:
             self.on_recv(frames)
+
+    def _event(self, event: Any, generation: int) -> None:
+        """A socket event of connection ``generation``: a disconnect means the peer is lost."""
+        liveness = self.liveness
+        if (event.name == "disconnected" and generation == self.generation and self.stream is not None
+                and liveness is not None and liveness.lost(self.loop.time())):
+            self.reconnect()
 
     def _check(self) -> None:
         liveness = self.liveness

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Sequence
 
 import zmq
 import zmq.backend
@@ -211,21 +211,50 @@ class Requester:
         retries: Optional[int] = None,
     ) -> Pending:
         """:meth:`request` with the message given as values, and a policy of its own."""
+        self._check_new(timeout, retries)
+        frame = self.codec.encode(msg_type, args, kwargs)
+        return self._submit(frame, msg_type, on_reply, on_error, timeout, retries)
+
+    def send_frames(
+        self,
+        frames: Sequence[bytes],
+        on_reply: Callable[[list[bytes]], Any],
+        on_error: OnError,
+        *,
+        timeout: Optional[float] = None,
+        retries: Optional[int] = None,
+    ) -> Pending:
+        """Lockstep only: send ``frames`` as they are; ``on_reply(frames)`` gets the reply undecoded.
+
+        For protocols with frames of their own on REQ (an MDP/0.1 client:
+        :class:`pollframe.mdp.AsyncClient`); deadlines, retries on a fresh
+        socket, ``on_error`` and ``cancel`` are those of :meth:`request`.
+        """
+        if not self.lockstep:
+            raise ValueError("send_frames needs a lockstep Requester (REQ): a DEALER request carries its id")
+        if not frames:
+            raise ValueError("send_frames needs at least one frame")
+        self._check_new(timeout, retries)
+        return self._submit(tuple(frames), "<frames>", on_reply, on_error, timeout, retries)
+
+    def _check_new(self, timeout: Optional[float], retries: Optional[int]) -> None:
+        """Refuse a request the requester cannot take now (closed, bad policy, too many pending)."""
         if self._closed:
             raise RequesterClosed(f"the Requester for {self.endpoint} is closed")
-        if timeout is None:
-            timeout = self.timeout
-        elif not timeout > 0:
+        if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if retries is None:
-            retries = self.retries
-        else:
-            check_policy(timeout, retries)
+        if retries is not None:
+            check_policy(self.timeout if timeout is None else timeout, retries)
         pending = self._pending
         if len(pending) >= self.max_in_flight:
             raise TooManyRequests(f"{len(pending)} requests to {self.endpoint} are pending "
                                   f"(max_in_flight={self.max_in_flight}); this one was not sent")
-        frame = self.codec.encode(msg_type, args, kwargs)
+
+    def _submit(self, frame: Any, msg_type: str, on_reply: Any, on_error: OnError,
+                timeout: Optional[float], retries: Optional[int]) -> Pending:
+        timeout = self.timeout if timeout is None else timeout
+        retries = self.retries if retries is None else retries
+        pending = self._pending
         self._next_id += 1
         rid = self._next_id.to_bytes(8, "big")
         p = Pending(self, rid, frame, msg_type, on_reply, on_error, timeout, retries)
@@ -329,7 +358,12 @@ class Requester:
         if sock is None:
             sock = self._open(zmq.REQ, self._on_req_reply)
         try:
-            _SEND(sock, p.frame, _NOBLOCK)
+            if type(p.frame) is tuple:  # send_frames
+                for frame in p.frame[:-1]:
+                    _SEND(sock, frame, _MORE)
+                _SEND(sock, p.frame[-1], _NOBLOCK)
+            else:
+                _SEND(sock, p.frame, _NOBLOCK)
         except zmq.Again:
             self.unsent += 1
         p.timer = self.loop.call_later(p.timeout, self._expired, p)
@@ -343,6 +377,13 @@ class Requester:
         p.timer.cancel()  # type: ignore[union-attr]
         self._current = None
         self._next_in_line()
+        if type(p.frame) is tuple:  # send_frames: the reply goes to on_reply as it came
+            p.done = True
+            try:
+                p.on_reply(frames)
+            except Exception as exc:
+                self.loop.report(exc, f"on_reply callback of {p!r} to {self.endpoint}")
+            return
         if len(frames) != 1:
             self.malformed += 1
         self._complete(p, frames[-1])

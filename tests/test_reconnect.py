@@ -189,3 +189,31 @@ def test_a_real_dealer_reconnects_on_a_fresh_socket_that_a_router_sees_as_a_new_
         rs.close()
         loop.unregister(router)
         router.close(linger=0)
+
+
+@pytest.mark.timeout(10)
+def test_a_disconnect_event_declares_the_peer_lost_at_once_without_waiting_for_missed_intervals(ctx, loop):
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    watch = Liveness(60.0, 3, now=loop.time())  # silence alone would take three minutes
+
+    def dealer():
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        return Stream(sock, loop)
+
+    rs = ReconnectingStream(loop, dealer, on_connect=lambda s: s.send_multipart([b"READY"]),
+                            liveness=watch, backoff=0.01)
+    rs.open()
+    try:
+        seen = []
+        loop.register(router, seen.append)
+        run_until(loop, lambda: seen)  # connected: the READY came
+        loop.unregister(router)
+        router.close(linger=0)  # the peer dies with its connection
+        run_until(loop, lambda: rs.reconnects == 1)
+        run_until(loop, lambda: rs.generation == 2)  # and a fresh connection after the backoff
+    finally:
+        rs.close()

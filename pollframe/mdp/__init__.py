@@ -3,10 +3,12 @@
 Logic, no sockets: :class:`Broker` (frames and the time in, frames out) and
 :class:`WorkerSession`; the frames themselves in :mod:`pollframe.mdp.protocol`.
 On a loop: :class:`Worker`, :class:`BrokerServer`; in a process:
-:class:`BrokerProcess`. Blocking: :class:`Client`.
+:class:`BrokerProcess`. Clients: :class:`Client` (blocking),
+:class:`AsyncClient` (on a loop).
 
 This package only re-exports the public names.
 """
+from pollframe.mdp.aclient import AsyncClient
 from pollframe.mdp.broker import Broker
 from pollframe.mdp.client import Client
 from pollframe.mdp.process import BrokerProcess, BrokerServer
@@ -15,6 +17,7 @@ from pollframe.mdp.session import Disconnect, Request, WorkerSession
 from pollframe.mdp.worker import Worker
 
 __all__ = [
+    "AsyncClient",
     "Broker",
     "BrokerProcess",
     "BrokerServer",
