@@ -47,7 +47,7 @@ from pollframe.control import FAILED, READY, STOP, ControlPipe
 from pollframe.factory import SocketOptions, make_socket
 from pollframe.loop import PollLoop
 from pollframe.stream import Stream
-from pollframe.units import MAX_MSG_SIZE, to_ms
+from pollframe.units import MAX_FRAMES, MAX_MSG_SIZE, to_ms
 
 __all__ = ["ProcessNotReady", "ReadyTimeout", "ZmqProcess"]
 
@@ -89,8 +89,12 @@ class ZmqProcess(multiprocessing.Process):
     #: The ``LINGER`` of the sockets :meth:`stream` makes, in seconds: how long a stream closed
     #: while the process runs keeps trying to deliver. At shutdown the drain's deadline applies.
     linger: float = 0.5
-    #: Largest message in bytes that a stream accepts (libzmq ``MAXMSGSIZE``); -1: no limit.
+    #: Largest message in bytes that a stream accepts, -1: no limit. libzmq's ``MAXMSGSIZE``
+    #: bounds each frame (a bigger one drops the connection); the stream's reader bounds the
+    #: whole message (a bigger one is discarded before any copy and counted in ``loop.refused``).
     max_msg_size: int = MAX_MSG_SIZE
+    #: Most frames in one message that a stream accepts (more: discarded like an oversized one); -1: no limit.
+    max_frames: int = MAX_FRAMES
     #: Signals that stop the loop cleanly (exit code 0).
     stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
     #: The start method of processes of this class that were given no ``mp_context``;
@@ -508,6 +512,7 @@ class ZmqProcess(multiprocessing.Process):
         curve_server_key: bytes | str | None = None,
         sockopts: Mapping[int, Any] | None = None,
         max_queue: int | None = None,
+        max_frames: int | None = None,
     ) -> tuple[Stream, int | None]:
         """Make a socket of ``sock_type``, bind or connect it, and wrap it in a Stream.
 
@@ -526,9 +531,9 @@ class ZmqProcess(multiprocessing.Process):
         Options (times in seconds, applied before bind/connect):
         ``linger`` (default :attr:`linger`, but 0 for SUB and PULL, which
         never send application messages: nothing is lost by not waiting);
-        ``max_msg_size`` in bytes
-        (default :attr:`max_msg_size`, -1 for none; larger messages drop the
-        connection); ``heartbeat`` enables ZMTP heartbeats every so many
+        ``max_msg_size`` in bytes and ``max_frames`` (defaults :attr:`max_msg_size`,
+        :attr:`max_frames`; -1 for none; a larger frame drops the connection,
+        a larger message is discarded unread); ``heartbeat`` enables ZMTP heartbeats every so many
         seconds, a peer silent for ``heartbeat_timeout`` (libzmq's default:
         one interval) is disconnected, and ``heartbeat_ttl`` asks the peer
         to do the same; ``curve_secret_key`` alone makes a CURVE server
@@ -554,7 +559,10 @@ class ZmqProcess(multiprocessing.Process):
             sockopts=dict(sockopts or {}),
         )
         sock, bound = make_socket(self.context, sock_type, endpoint, bind, options)
-        stream = Stream(sock, self.loop, max_queue=max_queue)
+        most_frames = self.max_frames if max_frames is None else max_frames
+        stream = Stream(sock, self.loop, max_queue=max_queue,
+                        max_msg_size=options.max_msg_size if options.max_msg_size > 0 else None,
+                        max_frames=most_frames if most_frames > 0 else None)
         if bound is not None:
             self.endpoints.append(bound)
         # Forget the streams closed since the last call: a process that reconnects

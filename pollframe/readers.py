@@ -15,7 +15,9 @@ Limits are checked before any copy: a message whose frames add up to more
 than ``max_msg_size`` bytes, or that has more than ``max_frames`` frames,
 has the rest of its frames read and discarded without ``.bytes``, is counted
 by ``refused(sock, frames, size)`` and never reaches the callback. libzmq's
-own ``MAXMSGSIZE`` bounds a single frame only.
+own ``MAXMSGSIZE`` bounds a single frame only. On a ROUTER the routing id
+that libzmq puts first is not counted in the size: the limit is on what the
+peer sent.
 """
 from __future__ import annotations
 
@@ -111,6 +113,7 @@ def make_reader(
                 return
 
     names = tuple(properties)
+    routes = multipart and sock.type == zmq.ROUTER  # its first frame is the routing id libzmq adds
     max_size = -1 if max_msg_size is None else max_msg_size
     most_frames = -1 if max_frames is None else max_frames
 
@@ -127,7 +130,7 @@ def make_reader(
                 expect_one = n == 1
                 return
             props = message_properties(frame, names) if names else None
-            size = len(frame)
+            size = 0 if routes else len(frame)
             count = 1
             over = size > max_size >= 0
             frames = None if over else [frame.bytes]

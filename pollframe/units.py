@@ -13,10 +13,14 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-__all__ = ["FOREVER", "MAX_MSG_SIZE", "MAX_POLL_MS", "poll_ms", "to_ms"]
+__all__ = ["FOREVER", "MAX_FRAMES", "MAX_MSG_SIZE", "MAX_POLL_MS", "poll_ms", "to_ms"]
 
 #: The largest message (ZmqProcess streams) and JSON frame (MessageHandler) accepted by default: 1 MiB.
 MAX_MSG_SIZE = 1 << 20
+
+#: The most frames a ZmqProcess stream accepts in one message by default: far more than any
+#: envelope and payload need, far fewer than the 100,000 empty frames of a memory attack.
+MAX_FRAMES = 1024
 
 #: libzmq's "no limit" for a linger or a poll timeout.
 FOREVER = -1

@@ -1026,3 +1026,16 @@ def test_a_closed_loop_refuses_a_ticket(loop):
     loop.close()
     with pytest.raises(RuntimeError, match="closed"):
         loop.ticket(1.0, print)
+
+
+def test_a_routers_size_limit_counts_what_the_peer_sent_not_the_routing_id(loop, ctx):
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    router.bind("inproc://limit-router")
+    dealer.connect("inproc://limit-router")
+    got = []
+    loop.register(router, got.append, max_msg_size=10)
+    dealer.send_multipart([b"", b"x" * 10])  # 10 bytes sent; libzmq adds a 5-byte routing id
+    dealer.send_multipart([b"", b"x" * 11])
+    dealer.send(b"end")
+    run_until(loop, lambda: len(got) == 2)
+    assert [frames[1:] for frames in got] == [[b"", b"x" * 10], [b"end"]] and loop.refused == 1
