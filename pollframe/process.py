@@ -133,6 +133,7 @@ class ZmqProcess(multiprocessing.Process):
         self._streams: dict[Stream, float | None] = {}  # each stream -> the linger it was given
         self._stopping_children: list[Any] | None = None  # asked to stop by the drain
         self._close_by: float | None = None  # time.monotonic() deadline of the shutdown
+        self._supervisor: Any = None  # made by supervise()
         self._stop_requested = False
         self._stops = 0  # stop() calls: a second one during the drain ends it
         self._control: ControlPipe | None = None  # parent's end
@@ -400,6 +401,8 @@ class ZmqProcess(multiprocessing.Process):
         """Stop reading, ask the children to stop, and run the loop until the send queues are empty."""
         started = time.monotonic()
         self._close_by = started + self.drain_timeout
+        if self._supervisor is not None:  # the children it is asked to stop must stay stopped
+            self._supervisor.stop_restarting()
         self._stopping_children = self._children()
         for kid in self._stopping_children:  # at once: they drain while we do
             children.ask_to_stop(kid)
@@ -436,6 +439,29 @@ class ZmqProcess(multiprocessing.Process):
                 self.name, time.monotonic() - started, self.drain_timeout, left,
                 sum(1 for stream in streams if not stream.closed and stream.queued()),
             )
+
+    def supervise(self, factory: Callable[[], Any], policy: Any = None, *, name: str | None = None) -> Any:
+        """Start ``factory()`` as a child and restart it by ``policy``, on this process's loop.
+
+        ``factory`` makes a new, unstarted process each call; ``policy`` is a
+        :class:`~pollframe.supervise.RestartPolicy` (default: restart on
+        failure, backoff 0.1 s doubling to 5 s, at most 5 restarts in 60 s).
+        Returns the :class:`~pollframe.supervise.Supervised`; the
+        :class:`~pollframe.supervise.Supervisor` is :attr:`supervisor`. The
+        shutdown stops restarting before it stops the children.
+        """
+        return self.supervisor.add(factory, policy, name=name)
+
+    @property
+    def supervisor(self) -> Any:
+        """This process's :class:`~pollframe.supervise.Supervisor` (made on first use, after ``setup()``)."""
+        if self._supervisor is None:
+            if self.loop is None:
+                raise RuntimeError("supervise() needs setup() to have run (call super().setup() first)")
+            from pollframe.supervise import Supervisor
+
+            self._supervisor = Supervisor(self.loop)
+        return self._supervisor
 
     def _children(self) -> list[Any]:
         """The children started since setup() that are still running."""

@@ -9,6 +9,8 @@ write to the forkserver's stderr, not the test's).
 
 from __future__ import annotations
 
+import functools
+import json
 import multiprocessing
 import os
 import sys
@@ -159,3 +161,33 @@ class DrainProc(StderrToFile):
         stream, _ = self.stream(zmq.PUSH, self.endpoint, bind=False)
         for n in range(self.count):
             stream.send(numbered(n))
+
+
+class PidProc(StderrToFile):
+    """A REP server on ``endpoint`` that answers every request with ``["pid", [its pid], {}]``."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+
+    def setup(self) -> None:
+        super().setup()
+        stream, _ = self.stream(zmq.REP, self.endpoint, bind=True)
+        reply = json.dumps(["pid", [os.getpid()], {}]).encode()
+        stream.on_recv(lambda frames: stream.send(reply))
+
+
+class SupervisorProc(StderrToFile):
+    """Supervises one :class:`PidProc` on ``endpoint``, restarting it always, with a short backoff."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+
+    def setup(self) -> None:
+        super().setup()
+        from pollframe.supervise import RestartPolicy
+
+        self.stream(zmq.PULL, "127.0.0.1", bind=True)  # an endpoint, so that the harness sees it ready
+        policy = RestartPolicy(restart="always", backoff=0.05, backoff_max=0.2, max_restarts=10)
+        self.supervise(functools.partial(PidProc, self.endpoint), policy, name="worker")
