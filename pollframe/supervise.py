@@ -176,6 +176,7 @@ class Supervised:
 
     @property
     def running(self) -> bool:
+        """True while its process runs and is watched (not between an exit and its restart)."""
         return self.process is not None and self.process.exitcode is None and self._watch is not None
 
     def __repr__(self) -> str:
