@@ -28,6 +28,7 @@ if ROOT not in sys.path:  # run from a checkout without installing pollframe
 import broker  # noqa: E402
 import calls  # noqa: E402
 import embedding  # noqa: E402
+import guard  # noqa: E402
 import endtoend  # noqa: E402
 import pollcost  # noqa: E402
 import pushpull  # noqa: E402
@@ -74,6 +75,7 @@ SCENARIOS: Dict[str, List[Builder]] = {
     "embed": [embedding.embed_cases],
     "broker": [broker.broker_cases],
     "requests": [calls.request_cases],
+    "guard": [guard.guard_cases],
 }
 
 

@@ -594,7 +594,6 @@ SESSION_PROPERTIES = ("User-Id", "Peer-Address")
 """The message properties a :class:`SessionGuard` needs from the reader."""
 
 _MAX_VERDICTS = 4096  # cached (User-Id, Peer-Address) verdicts; more peers than that start afresh
-_UNSEEN = object()
 
 
 class SessionGuard:
@@ -663,16 +662,21 @@ class SessionGuard:
             self._verdicts.clear()
             self._generation = self.auth.generation
         peer = (props.get("User-Id"), props.get("Peer-Address"))
-        reason = self._verdicts.get(peer, _UNSEEN)
-        if reason is _UNSEEN:
-            reason = self._check(*peer)
-            if len(self._verdicts) >= _MAX_VERDICTS:
-                self._verdicts.clear()
-            self._verdicts[peer] = reason
+        try:
+            reason = self._verdicts[peer]
+        except KeyError:
+            reason = self._remember(peer)
         if reason is None:
             return self.callback(frames)
-        self._refuse(frames, reason)  # type: ignore[arg-type]  # a str: not None, not _UNSEEN
+        self._refuse(frames, reason)
         return None
+
+    def _remember(self, peer: Tuple[Optional[str], Optional[str]]) -> Optional[str]:
+        """Check a peer not seen since the policy last changed, and cache the verdict."""
+        if len(self._verdicts) >= _MAX_VERDICTS:
+            self._verdicts.clear()
+        reason = self._verdicts[peer] = self._check(*peer)
+        return reason
 
     def _check(self, user: Optional[str], address: Optional[str]) -> Optional[str]:
         """None if the sender is admitted now, else the reason sent back."""

@@ -843,7 +843,7 @@ class GuardedServer:
         self.stream = Stream(router, loop)
         self.handler = Echo(reply_stream=self.stream)
         self.guard = auth.guard(self.handler)
-        loop.register(router, self.guard, properties=SessionGuard.properties)
+        self.stream.on_recv(self.guard, properties=self.guard.properties)
         self.dealers: List[zmq.Socket[Any]] = []
         self.replies: dict[int, List[Any]] = {}
 
