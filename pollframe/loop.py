@@ -440,7 +440,7 @@ class PollLoop:
             core.close_requested = True
             self.stop()
             return
-        tasks.cancel_all(self)  # first: their finally blocks may still use the loop
+        tasks.loop_closing(self)  # first: tasks, requesters; their cleanup may still use the loop
         core.closed = True
         owned = list(core.owned.values())
         core.handlers.clear()

@@ -61,7 +61,7 @@ from pollframe.errors import (
     worth_logging,
 )
 from pollframe.loop import PollLoop
-from pollframe.tasks import Waiter
+from pollframe.tasks import Waiter, close_with
 from pollframe.timers import Timer
 
 __all__ = ["Pending", "Requester"]
@@ -180,6 +180,7 @@ class Requester:
         self._socket: Optional[zmq.Socket[Any]] = None
         if not lockstep:
             self._open(zmq.DEALER, self._on_dealer_reply)
+        close_with(loop, self.close)  # a loop closed first closes its requesters: no request left behind
 
     # ------------------------------------------------------------------ API
 
@@ -289,7 +290,10 @@ class Requester:
 
         The socket closes with linger 0. Later calls of :meth:`request`
         raise :class:`~pollframe.errors.RequesterClosed`; closing twice is
-        harmless. The context is the caller's and stays open.
+        harmless. The context is the caller's and stays open. Closing the
+        loop closes its requesters first, so a process that only closes
+        its loop (``ZmqProcess.teardown``) leaves no request without its
+        outcome and no socket open behind the context.
         """
         if self._closed:
             return

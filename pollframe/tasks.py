@@ -20,7 +20,9 @@ await (:func:`wait_for`) is a timer that throws :class:`Timeout` the same
 way. A task that raises goes to the loop's error policy
 (``loop.report``), like a callback; awaiting it, or its ``result()``,
 raises the same exception. Tasks still pending when their loop closes are
-cancelled by ``PollLoop.close``.
+cancelled by ``PollLoop.close``, which then closes what registered with
+:func:`close_with` (a Requester: its pending requests get their
+``on_error``).
 
 This module imports neither zmq nor the loop: the message tier uses it.
 """
@@ -31,8 +33,8 @@ import weakref
 from types import CodeType
 from typing import Any, Awaitable, Callable, Coroutine, Generator, Optional, Protocol, TypeVar
 
-__all__ = ["Cancelled", "Task", "Timeout", "Waiter", "current_task", "refuse_coroutine_function",
-           "sleep", "spawn", "wait_for"]
+__all__ = ["Cancelled", "Task", "Timeout", "Waiter", "close_with", "current_task",
+           "refuse_coroutine_function", "sleep", "spawn", "wait_for"]
 
 T = TypeVar("T")
 
@@ -335,8 +337,42 @@ def _expire(task: Task[Any], exc: Timeout) -> None:
         task._interrupt(exc)
 
 
+#: What else ends with each loop: weak references to ``close`` methods (a Requester's).
+_closers: weakref.WeakKeyDictionary[Any, list[weakref.WeakMethod[Callable[[], Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def close_with(loop: Any, close: Callable[[], Any]) -> None:
+    """Have ``PollLoop.close`` call the bound method ``close`` first (held weakly)."""
+    refs = _closers.setdefault(loop, [])
+    refs[:] = [ref for ref in refs if ref() is not None]  # forget the collected ones
+    refs.append(weakref.WeakMethod(close))
+
+
+def loop_closing(loop: Any) -> None:
+    """``PollLoop.close`` calls it first: cancel the loop's tasks, then close what asked to close with it.
+
+    Tasks first, so that a task awaiting a request is cancelled (and the
+    request with it) rather than woken by the request's RequesterClosed.
+    """
+    cancel_all(loop)
+    for ref in _closers.pop(loop, ()):
+        close = ref()
+        if close is not None:
+            try:
+                close()
+            except Exception:  # one failure must not keep the loop open
+                report = getattr(loop, "report", None)
+                if report is None:
+                    raise
+                import sys
+
+                report(sys.exc_info()[1], f"closing {close!r} with its loop")
+
+
 def cancel_all(loop: Any) -> int:
-    """Cancel the tasks still pending on ``loop`` (``PollLoop.close`` calls it); how many."""
+    """Cancel the tasks still pending on ``loop``; how many."""
     tasks = _live.pop(loop, None)
     if not tasks:
         return 0

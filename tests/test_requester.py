@@ -421,3 +421,17 @@ def test_the_readme_requester_and_coroutine_examples_print_their_replies_and_exi
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
         assert result.returncode == 0, result.stderr
         assert result.stdout == printed
+
+
+def test_closing_the_loop_closes_its_requesters_so_pending_requests_get_requester_closed(
+    zmq_context, server, outcomes
+):
+    from pollframe.loop import PollLoop
+
+    loop = PollLoop()
+    req = Requester(loop, zmq_context, server.last_endpoint.decode())
+    req.request("ping", 1, **outcomes.of("p"))
+    loop.close()
+    [(_, kind, exc)] = outcomes.got
+    assert kind == "error" and isinstance(exc, RequesterClosed)
+    assert req.closed and req.socket is None

@@ -271,3 +271,22 @@ def test_an_async_def_given_as_a_plain_callback_is_refused_at_once_pointing_to_s
         with pytest.raises(TypeError, match=r"async def.*loop\.spawn"):
             register(clocked_loop, zmq_context, callback)
     assert clocked_loop.next_deadline() is None  # nothing was scheduled
+
+
+def test_at_loop_close_a_task_awaiting_a_request_is_cancelled_before_the_requester_closes(
+    zmq_context, server
+):
+    loop = PollLoop()
+    req = Requester(loop, zmq_context, server.last_endpoint.decode())
+    seen = []
+
+    async def asking() -> None:
+        try:
+            await req.call("ping", 1)
+        except BaseException as exc:
+            seen.append(type(exc))
+            raise
+
+    task = loop.spawn(asking())
+    loop.close()
+    assert seen == [Cancelled] and task.cancelled() and req.closed
