@@ -233,18 +233,23 @@ def _broker(link: Connection, competitor: str) -> None:
     broker.mediate()
 
 
-def _workers(link: Connection, endpoint: str) -> None:
+def _dealers(endpoint: str, count: int) -> Tuple[List[zmq.Socket], zmq.Poller]:
+    """``count`` DEALERs connected to ``endpoint`` on a fresh context, and a Poller over them."""
     ctx = new_context()
-    socks = []
-    for _ in range(WORKERS):
+    socks, poller = [], zmq.Poller()
+    for _ in range(count):
         sock = ctx.socket(zmq.DEALER)
         sock.linger = 0
         sock.connect(endpoint)
-        sock.send_multipart([b"", W_WORKER, W_READY, b"echo"])
         socks.append(sock)
-    poller = zmq.Poller()
-    for sock in socks:
         poller.register(sock, zmq.POLLIN)
+    return socks, poller
+
+
+def _workers(link: Connection, endpoint: str) -> None:
+    socks, poller = _dealers(endpoint, WORKERS)
+    for sock in socks:
+        _send(sock, [b"", W_WORKER, W_READY, b"echo"])
     poller.register(link, zmq.POLLIN)
     link.send("ready")
     beat_at = time.monotonic() + 1.0
@@ -273,16 +278,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def _clients(link: Connection, endpoint: str, n: int, broker_pid: int) -> Tuple[float, float]:
     """``CLIENTS`` DEALER clients (MDP/0.1 allows them), ``DEPTH`` requests in flight each."""
-    ctx = new_context()
-    socks = []
-    for _ in range(CLIENTS):
-        sock = ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.connect(endpoint)
-        socks.append(sock)
-    poller = zmq.Poller()
-    for sock in socks:
-        poller.register(sock, zmq.POLLIN)
+    socks, poller = _dealers(endpoint, CLIENTS)
     counter = 0
 
     def send(sock: zmq.Socket, outstanding: set) -> None:

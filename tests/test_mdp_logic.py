@@ -77,6 +77,12 @@ class EchoWorker:
                 self.net.worker_send(self.identity, self.session.reply(event, event.body, self.net.now))
         return events
 
+    def stay_alive(self) -> None:
+        """Serve what came, then heartbeat if nothing else was sent for an interval."""
+        self.serve()
+        for frames in self.session.tick(self.net.now):
+            self.net.worker_send(self.identity, frames)
+
 
 @pytest.fixture
 def net():
@@ -208,9 +214,7 @@ def test_a_heartbeating_worker_stays(net):
     worker = EchoWorker(net, b"W1")
     for _ in range(10):
         net.tick(HB)
-        worker.serve()
-        for frames in worker.session.tick(net.now):
-            net.worker_send(b"W1", frames)
+        worker.stay_alive()
     assert net.broker.workers == 1
 
 
@@ -221,9 +225,7 @@ def test_the_request_of_a_worker_that_went_silent_goes_to_another_worker(net):
     alive = EchoWorker(net, b"W2")
     for _ in range(4):
         net.tick(HB)
-        alive.serve()
-        for frames in alive.session.tick(net.now):
-            net.worker_send(b"W2", frames)
+        alive.stay_alive()
     assert replies(net, b"C1") == [[b"lost?"]]
     assert net.broker.requeued == 1
 

@@ -5,28 +5,15 @@ import pytest
 
 from pollframe.mdp import protocol as mdp
 from pollframe.mdp.worker import Worker
-from pollframe.testing import FakeStream, run_for
+from pollframe.testing import FakeStreamFactory, run_for
 
 HB = 1.0
 READY = mdp.ready(b"echo")
 
 
-class Factory:
-    def __init__(self):
-        self.made = []
-
-    def __call__(self):
-        self.made.append(FakeStream())
-        return self.made[-1]
-
-    @property
-    def current(self):
-        return self.made[-1]
-
-
 @pytest.fixture
 def factory():
-    return Factory()
+    return FakeStreamFactory()
 
 
 @pytest.fixture

@@ -10,28 +10,12 @@ import zmq
 from pollframe.liveness import Liveness
 from pollframe.reconnect import ReconnectingStream
 from pollframe.stream import Stream
-from pollframe.testing import FakeStream, run_for, run_until
-
-
-class Factory:
-    """Makes FakeStreams and keeps them, newest last."""
-
-    def __init__(self):
-        self.made = []
-
-    def __call__(self):
-        stream = FakeStream()
-        self.made.append(stream)
-        return stream
-
-    @property
-    def current(self):
-        return self.made[-1]
+from pollframe.testing import FakeStreamFactory, run_for, run_until
 
 
 @pytest.fixture
 def factory():
-    return Factory()
+    return FakeStreamFactory()
 
 
 def make(loop, factory, **kwargs):

@@ -1,7 +1,8 @@
 """pollframe.testing: the kit for testing pollframe programs at three levels.
 
 - Unit tests, no sockets: :class:`FakeStream` stands in for a Stream (a
-  handler's ``reply_stream``); :class:`FakeClock` with
+  handler's ``reply_stream``), and :class:`FakeStreamFactory` makes them
+  for code that opens its own connections; :class:`FakeClock` with
   ``PollLoop(clock=...)`` and :func:`run_for` fire timers without sleeping.
 - Process tests: :func:`running` (or the ``start_process`` fixture)
   starts one real ``ZmqProcess``, hands back its endpoints and always
@@ -18,7 +19,7 @@ names what was expected, reported at the test's own line.
 from pollframe.testing.conversation import Conversation
 from pollframe.testing.drive import run_for, run_until
 from pollframe.testing.errors import ContextHang, SocketTimeout, UncleanExit, WaitTimeout
-from pollframe.testing.fakes import FakeClock, FakeStream
+from pollframe.testing.fakes import FakeClock, FakeStream, FakeStreamFactory
 from pollframe.testing.harness import RunningProcess, running
 from pollframe.testing.sockets import TimedSocket, free_tcp_endpoint, ipc_endpoint, terminate_context
 
@@ -27,6 +28,7 @@ __all__ = [
     "Conversation",
     "FakeClock",
     "FakeStream",
+    "FakeStreamFactory",
     "RunningProcess",
     "SocketTimeout",
     "TimedSocket",

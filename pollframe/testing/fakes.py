@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, List, Optional, Sequence
 
-__all__ = ["FakeClock", "FakeStream"]
+__all__ = ["FakeClock", "FakeStream", "FakeStreamFactory"]
 
 
 class FakeStream:
@@ -102,6 +102,34 @@ class FakeStream:
 
     def __repr__(self) -> str:
         return f"<FakeStream sent={len(self.sent)}>"
+
+
+class FakeStreamFactory:
+    """A stream factory for code that makes its own connections: each call makes a :class:`FakeStream`.
+
+    Pass it where a component takes ``factory()`` (``ReconnectingStream``,
+    ``mdp.Worker``); :attr:`made` keeps every stream made, oldest first, and
+    :attr:`current` is the newest, so a test delivers to and reads from the
+    live connection and checks that the old ones were closed.
+    """
+
+    def __init__(self) -> None:
+        self.made: List[FakeStream] = []
+
+    def __call__(self) -> FakeStream:
+        stream = FakeStream()
+        self.made.append(stream)
+        return stream
+
+    @property
+    def current(self) -> FakeStream:
+        """The stream made last (an error before the first)."""
+        if not self.made:
+            raise RuntimeError("FakeStreamFactory: no stream made yet")
+        return self.made[-1]
+
+    def __repr__(self) -> str:
+        return f"<FakeStreamFactory made={len(self.made)}>"
 
 
 def _as_bytes(frame: Any) -> bytes:
