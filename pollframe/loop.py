@@ -450,6 +450,7 @@ class PollLoop:
         core.items = None
         # New work is refused by the queues themselves: no check on the call_* paths.
         core.ready = self.__ready = _CLOSED  # type: ignore[assignment]
+        core.timers.close()  # a ticket reset after this cannot arm itself again
         core.timers = self.__timers = _CLOSED  # type: ignore[assignment]
         try:
             for target in owned:

@@ -97,6 +97,7 @@ class TicketLines:
         self.next_seq = queue.next_seq  # shared: ties between tickets and timers break by creation
         self._heap: List[_Entry] = []
         self._lines: Dict[float, Deque[Ticket]] = {}
+        self.closed = False
 
     def __bool__(self) -> bool:
         return bool(self._heap)
@@ -114,8 +115,16 @@ class TicketLines:
         self._queue(ticket)
         return ticket
 
+    def close(self) -> None:
+        """The loop closed: forget every ticket; arming one again is refused."""
+        self.closed = True
+        self._heap.clear()
+        self._lines.clear()
+
     def requeue(self, ticket: Ticket) -> None:
         """Queue a ticket that has no entry (it fired, or was taken as due) for its deadline."""
+        if self.closed:
+            raise RuntimeError("this PollLoop is closed")
         if ticket.callback is None:  # it fired: arm it again
             ticket.callback, ticket.args = ticket._target  # type: ignore[misc]
         self._queue(ticket)

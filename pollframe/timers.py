@@ -128,6 +128,14 @@ class TimerQueue:
         """Live (not cancelled) timers and tickets that have not run yet."""
         return self._stored - self._cancelled + (len(self._tickets) if self._tickets is not None else 0)
 
+    def close(self) -> None:
+        """Drop everything; tickets refuse to be armed again (their loop is closed)."""
+        self._heap.clear()
+        self._fifos.clear()
+        self._stored = self._cancelled = 0
+        if self._tickets is not None:
+            self._tickets.close()
+
     def next_seq(self) -> int:
         """A new creation sequence number: ties between deadlines break by it."""
         self._seq += 1

@@ -11,6 +11,7 @@ import pytest
 import zmq
 
 from pollframe.handles import Handle
+from pollframe.stream import Stream
 from pollframe.testing import FakeClock, run_until
 
 pytestmark = pytest.mark.timeout(20)
@@ -904,6 +905,8 @@ def test_a_zmq_asyncio_socket_is_refused_with_a_clear_message(loop):
     try:
         with pytest.raises(TypeError, match="zmq.asyncio socket"):
             loop.register(sock, print)
+        with pytest.raises(TypeError, match="zmq.asyncio socket"):
+            Stream(sock, loop)
         loop.register(zmq.Socket(sock), print)  # the plain socket over it is fine
     finally:
         loop.close()
@@ -1022,10 +1025,16 @@ def test_a_ticket_that_fired_is_armed_again_by_reset_and_a_cancelled_one_never_f
     assert fired == ["again", "again"] and never.cancelled
 
 
-def test_a_closed_loop_refuses_a_ticket(loop):
+def test_a_closed_loop_refuses_a_ticket_and_one_that_fired_cannot_be_armed_again(loop_on_clock, fake_clock):
+    loop = loop_on_clock
+    fired = loop.ticket(1.0, print)
+    fake_clock.advance(1.0)
+    loop.run_once(0)
     loop.close()
     with pytest.raises(RuntimeError, match="closed"):
         loop.ticket(1.0, print)
+    with pytest.raises(RuntimeError, match="closed"):
+        fired.reset()
 
 
 def test_a_routers_size_limit_counts_what_the_peer_sent_not_the_routing_id(loop, ctx):
