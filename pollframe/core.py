@@ -24,13 +24,16 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import zmq
 from zmq.backend import zmq_poll
 
+from pollframe import trace
 from pollframe.handles import Handle
+from pollframe.stats import LoopStats, SocketStats, defined_at
 from pollframe.timers import Timer, TimerQueue
 from pollframe.units import FOREVER, poll_ms
 
@@ -45,6 +48,7 @@ log = logging.getLogger("pollframe")
 _POLLIN = int(zmq.POLLIN)
 _POLLERR = int(zmq.POLLERR)
 _ENOTSOCK = errno.ENOTSOCK
+_perf = time.perf_counter
 
 
 class Core:
@@ -70,6 +74,10 @@ class Core:
         self.signals: Dict[int, Any] = {}  # signum -> the handler add_signal_handler replaced
         self.guest: Optional[FdSet] = None  # the descriptor fileno() handed out, once asked
         self.escaped: Optional[BaseException] = None  # raised by on_error: not to be reported again
+        self.stats = LoopStats(loop.slow_callback)
+        self.sockets: Dict[Any, SocketStats] = {}  # counters of registered sockets, for loop.stats()
+        # Decided once: a loop made while tracing is on writes the trace out before it sleeps.
+        self.recorder = trace.recorder()
         self.stopping = False
         self.running = False  # in run(), or in a pass of run_once()
         self.closed = False
@@ -134,6 +142,9 @@ class Core:
         ready = self.ready
         queued = len(ready)
         ms = self.poll_timeout_ms(timeout)
+        self.stats.passes += 1
+        if ms and self.recorder is not None:
+            self.recorder.flush()  # before sleeping: a process killed while idle keeps its trace
         # Phase 2: poll.
         events = self.poll(ms)
         # Phase 3: dispatch — the only place where callbacks are called.
@@ -163,6 +174,10 @@ class Core:
         failing = self.failing
         if failing:
             self.failing = {}
+        # One clock read per handler call (a whole drain), not per message.
+        stats = self.stats
+        slow = stats.threshold
+        started = _perf()
         for key, revents in events:
             handler = handlers.get(key)
             if handler is None:
@@ -180,12 +195,20 @@ class Core:
                 if exc is self.escaped:
                     raise  # on_error re-raised it: it was reported once already
                 self.io_failed(key, exc)
+            now = _perf()
+            took, started = now - started, now
+            stats.calls += 1
+            stats.call_time += took
+            if took > slow:
+                self.slow_handler(key, handler, took)
 
     def run_timers(self) -> None:
         """Run the timers due now; if the pass is left early, those not yet run go back in."""
         timers = self.timers
         now = self.time()
         due = timers.pop_due(now)
+        if due:
+            self.stats.timers_ran(now - due[0].when)  # the earliest is the latest
         started = 0
         try:
             for timer in due:
@@ -207,18 +230,41 @@ class Core:
         """Run a one-shot callback; its handle lets go of the callback and its arguments first."""
         callback, args = handle.callback, handle.args
         handle.callback = handle.args = None
+        began = _perf()
         try:
             callback(*args)  # type: ignore[misc]
         except Exception as exc:
             self.report(exc, f"callback {safe_repr(callback)}")
+        self.timed(callback, _perf() - began)
+
+    def timed(self, callback: Any, took: float) -> None:
+        """Count a callback that ran for ``took`` seconds; a slow one is reported (see pollframe.stats)."""
+        stats = self.stats
+        stats.calls += 1
+        stats.call_time += took
+        if took > stats.threshold:
+            stats.took(took, lambda: f"callback {safe_repr(callback)} (defined at {defined_at(callback)})",
+                       getattr(callback, "__func__", callback))
+
+    def slow_handler(self, key: Any, handler: Any, took: float) -> None:
+        """An I/O handler (a drain, or a descriptor's callback) blocked the loop for ``took`` seconds."""
+        counts = self.sockets.get(key)
+        if counts is not None:
+            what = lambda: counts.describe()  # noqa: E731
+            calls = counts.last_drain
+        else:
+            what, calls = (lambda: f"handler {safe_repr(handler)} for {safe_repr(key)}"), 1  # noqa: E731
+        self.stats.took(took, what, handler, calls)
 
     def call_periodic(self, timer: Timer) -> None:
         """Run a periodic timer's callback; the timer keeps it for the next period."""
         callback = timer.callback
+        began = _perf()
         try:
             callback(*timer.args)  # type: ignore[misc]
         except Exception as exc:
             self.report(exc, f"callback {safe_repr(callback)}")
+        self.timed(callback, _perf() - began)
 
     def io_failed(self, key: Any, exc: BaseException) -> None:
         """A handler's own read failed (not its callback): a closed socket is dropped, not retried."""
@@ -233,6 +279,7 @@ class Core:
         """Forget ``key``'s handler, events and ownership; the wake-up pipe is never unregistered."""
         if key == self.wake_r:
             return
+        self.sockets.pop(key, None)
         if self.handlers.pop(key, None) is not None:
             del self.events[key]
             self.owned.pop(key, None)

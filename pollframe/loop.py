@@ -38,11 +38,12 @@ from typing import Any, Callable, Coroutine, Deque, Generic, Optional, Sequence,
 
 import zmq
 
-from pollframe import tasks
+from pollframe import tasks, trace
 from pollframe.core import Core, safe_repr
 from pollframe.errors import worth_logging
 from pollframe.handles import Handle
 from pollframe.readers import make_reader
+from pollframe.stats import SLOW_CALLBACK, SocketStats, registered_at
 from pollframe.tasks import Task, Waiter
 from pollframe.tickets import Ticket
 from pollframe.timers import Timer, TimerQueue
@@ -102,6 +103,8 @@ class PollLoop:
 
     #: Most messages read from one socket per wake-up before the others get a turn.
     max_drain: int = 256
+    #: Seconds one dispatch (a drain, a timer) may block the loop before it is logged as slow.
+    slow_callback: float = SLOW_CALLBACK
     #: Low level: the class holding the state and running the pass (EpollLoop: EpollCore).
     core_class: Type[Core] = Core
 
@@ -276,6 +279,12 @@ class PollLoop:
         if isinstance(properties, str):
             raise TypeError(f"properties is a sequence of names, not the string {properties!r}")
         core = self.__core
+        counts = self.socket_stats(sock)
+        counts.where = registered_at()
+        counts.callback = safe_repr(callback)
+        recorder = trace.recorder()
+        if recorder is not None:  # decided here, once: an untraced reader is the plain one
+            callback = recorder.channel_for(sock).receiving(callback, multipart=multipart)
         return make_reader(
             sock, callback,
             multipart=multipart,
@@ -288,7 +297,33 @@ class PollLoop:
             max_msg_size=max_msg_size,
             max_frames=max_frames,
             refused=self.__refused,
+            counts=counts,
         )
+
+    def socket_stats(self, sock: zmq.Socket) -> SocketStats:
+        """Low level: the counters ``stats()`` shows for ``sock``, made on first use.
+
+        Readers count what they receive into it; a Stream, what it sends.
+        They are dropped when ``sock`` is unregistered.
+        """
+        sockets = self.__core.sockets
+        counts = sockets.get(sock)
+        if counts is None:
+            counts = sockets[sock] = SocketStats(trace.socket_type(sock), trace.last_endpoint(sock))
+        return counts
+
+    def stats(self) -> dict:
+        """This loop's counters now, as a JSON-able dict (see :mod:`pollframe.stats`).
+
+        ``loop``: passes, errors, callbacks (one per I/O handler call -- a
+        whole drain -- and per timer or ``call_soon`` callback) and the
+        seconds spent in them, the slowest dispatch over the slow-callback
+        threshold and what it was, timer lateness. ``sockets``: per
+        registered socket, messages and bytes in and out, its Stream's
+        queue depth and high-water mark, drops and unroutable messages.
+        """
+        core = self.__core
+        return core.stats.snapshot(core.errors, list(core.sockets.values()))
 
     def report(self, exc: BaseException, where: str) -> None:
         """Low level: count ``exc``, raised in ``where``, and hand it to ``on_error`` once."""
@@ -442,6 +477,8 @@ class PollLoop:
             return
         tasks.loop_closing(self)  # first: tasks, requesters; their cleanup may still use the loop
         core.closed = True
+        if core.recorder is not None:
+            core.recorder.flush()
         owned = list(core.owned.values())
         core.handlers.clear()
         core.events.clear()
@@ -513,6 +550,9 @@ class PollLoop:
     def __refused(self, sock: zmq.Socket, frames: int, size: int) -> None:
         core = self.__core
         core.refused += 1
+        counts = core.sockets.get(sock)
+        if counts is not None:
+            counts.refused += 1
         if worth_logging(core.refused):
             log.warning(
                 "pollframe: %s: refused a message of %d frame(s), %d bytes (over max_msg_size or "

@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 import zmq
 
-from pollframe import children
+from pollframe import children, trace
 from pollframe.address import parse_address, port_of
 from pollframe.control import FAILED, READY, STOP, ControlPipe
 from pollframe.factory import SocketOptions, make_socket
@@ -140,6 +140,7 @@ class ZmqProcess(multiprocessing.Process):
         self._child_control: ControlPipe | None = None
         self._ready = False
         self._failure: str | None = None  # why the child's setup() failed, as it said
+        self._trace_dir: str | None = None  # the parent's tracing at start(), for the child to follow
         self._launcher_pid: int | None = None  # in the child: the pid that started it, if it is our parent
         self._older_children: set[Any] = set()  # children that existed before setup(): not ours to end
 
@@ -157,6 +158,7 @@ class ZmqProcess(multiprocessing.Process):
         self._launcher_pid = None if self._start_method == "forkserver" else os.getpid()
         ctx = multiprocessing.get_context(self._start_method)
         self._control, self._child_control = ControlPipe.pair(ctx)
+        self._trace_dir = trace.directory()  # a forkserver's environment may be older than ours
         try:
             super().start()
         except BaseException:  # e.g. the process object cannot be pickled for spawn
@@ -350,6 +352,10 @@ class ZmqProcess(multiprocessing.Process):
         """
         control = self._child_control  # None when run in-process
         self._stop_requested = False  # a stop() before this run is not for it
+        if control is not None:
+            trace.follow(self._trace_dir, type(self).__name__)  # trace as the parent did at start()
+        else:
+            trace.name_process(type(self).__name__)  # when tracing: the name its trace shows
         if self._control is not None:  # a child holds a copy of the parent's end: not ours
             self._control.close()
             self._control = None

@@ -18,6 +18,10 @@ by ``refused(sock, frames, size)`` and never reaches the callback. libzmq's
 own ``MAXMSGSIZE`` bounds a single frame only. On a ROUTER the routing id
 that libzmq puts first is not counted in the size: the limit is on what the
 peer sent.
+
+Each drain adds the messages it read and their bytes to ``counts`` (a
+:class:`~pollframe.stats.SocketStats`) once, at its end: the per-message
+cost is one ``len`` and one addition.
 """
 from __future__ import annotations
 
@@ -60,6 +64,7 @@ def make_reader(
     max_msg_size: Optional[int] = None,
     max_frames: Optional[int] = None,
     refused: Callable[[zmq.Socket, int, int], None],
+    counts: Any,
 ) -> Callable[[int], None]:
     """The ``handler(revents)`` for ``sock``; see the module docstring."""
     recv = sock.recv
@@ -70,47 +75,70 @@ def make_reader(
     # a zero-timeout poll (a third of the cost) whether to go on draining.
     expect_one = False
 
+    # Each drain counts its messages from the loop index: `n` were read when
+    # it leaves before reading (EAGAIN, nothing waiting), `n + 1` after one.
     def read_frames(revents: int) -> None:
         nonlocal expect_one
-        for n in range(limit):
-            if n == 1 and expect_one:
-                if not zmq_poll(probe, 0):
+        n = size = 0
+        try:
+            for n in range(limit):
+                if n == 1 and expect_one:
+                    if not zmq_poll(probe, 0):
+                        return
+                    expect_one = False
+                try:
+                    frame = recv(_NOBLOCK, copy=False)
+                except _Again:
+                    expect_one = n == 1
                     return
-                expect_one = False
-            try:
-                frame = recv(_NOBLOCK, copy=False)
-            except _Again:
-                expect_one = n == 1
-                return
-            frames = [frame.bytes]
-            while frame.more:
-                frame = recv(_NOBLOCK, copy=False)
-                frames.append(frame.bytes)
-            try:
-                callback(frames)
-            except Exception as exc:
-                report(exc, where())
-            if handlers.get(sock) is not owner:
-                return
+                data = frame.bytes
+                frames = [data]
+                size += len(data)
+                while frame.more:
+                    frame = recv(_NOBLOCK, copy=False)
+                    data = frame.bytes
+                    frames.append(data)
+                    size += len(data)
+                try:
+                    callback(frames)
+                except Exception as exc:
+                    report(exc, where())
+                if handlers.get(sock) is not owner:
+                    n += 1
+                    return
+            n = limit
+        finally:
+            counts.msgs_in += n
+            counts.bytes_in += size
+            counts.last_drain = n
 
     def read_frame(revents: int) -> None:
         nonlocal expect_one
-        for n in range(limit):
-            if n == 1 and expect_one:
-                if not zmq_poll(probe, 0):
+        n = size = 0
+        try:
+            for n in range(limit):
+                if n == 1 and expect_one:
+                    if not zmq_poll(probe, 0):
+                        return
+                    expect_one = False
+                try:
+                    data = recv(_NOBLOCK)
+                except _Again:
+                    expect_one = n == 1
                     return
-                expect_one = False
-            try:
-                data = recv(_NOBLOCK)
-            except _Again:
-                expect_one = n == 1
-                return
-            try:
-                callback(data)
-            except Exception as exc:
-                report(exc, where())
-            if handlers.get(sock) is not owner:
-                return
+                size += len(data)
+                try:
+                    callback(data)
+                except Exception as exc:
+                    report(exc, where())
+                if handlers.get(sock) is not owner:
+                    n += 1
+                    return
+            n = limit
+        finally:
+            counts.msgs_in += n
+            counts.bytes_in += size
+            counts.last_drain = n
 
     names = tuple(properties)
     routes = multipart and sock.type == zmq.ROUTER  # its first frame is the routing id libzmq adds
@@ -119,43 +147,53 @@ def make_reader(
 
     def read_checked(revents: int) -> None:
         nonlocal expect_one
-        for n in range(limit):
-            if n == 1 and expect_one:
-                if not zmq_poll(probe, 0):
-                    return
-                expect_one = False
-            try:
-                frame = recv(_NOBLOCK, copy=False)
-            except _Again:
-                expect_one = n == 1
-                return
-            props = message_properties(frame, names) if names else None
-            size = 0 if routes else len(frame)
-            count = 1
-            over = size > max_size >= 0
-            frames = None if over else [frame.bytes]
-            while multipart and frame.more:
-                frame = recv(_NOBLOCK, copy=False)
-                count += 1
-                size += len(frame)
-                if frames is not None:
-                    if size > max_size >= 0 or count > most_frames >= 0:
-                        frames = None  # refused: the rest is read and discarded, never copied
-                    else:
-                        frames.append(frame.bytes)
-            if frames is None:
-                refused(sock, count, size)
-            else:
-                message: Any = frames if multipart else frames[0]
+        n = total = 0
+        try:
+            for n in range(limit):
+                if n == 1 and expect_one:
+                    if not zmq_poll(probe, 0):
+                        return
+                    expect_one = False
                 try:
-                    if props is None:
-                        callback(message)
-                    else:
-                        callback(message, props)
-                except Exception as exc:
-                    report(exc, where())
-            if handlers.get(sock) is not owner:
-                return
+                    frame = recv(_NOBLOCK, copy=False)
+                except _Again:
+                    expect_one = n == 1
+                    return
+                props = message_properties(frame, names) if names else None
+                head = len(frame)
+                size = 0 if routes else head
+                count = 1
+                over = size > max_size >= 0
+                frames = None if over else [frame.bytes]
+                while multipart and frame.more:
+                    frame = recv(_NOBLOCK, copy=False)
+                    count += 1
+                    size += len(frame)
+                    if frames is not None:
+                        if size > max_size >= 0 or count > most_frames >= 0:
+                            frames = None  # refused: the rest is read and discarded, never copied
+                        else:
+                            frames.append(frame.bytes)
+                total += size + head if routes else size  # bytes in: the routing id counts
+                if frames is None:
+                    refused(sock, count, size)
+                else:
+                    message: Any = frames if multipart else frames[0]
+                    try:
+                        if props is None:
+                            callback(message)
+                        else:
+                            callback(message, props)
+                    except Exception as exc:
+                        report(exc, where())
+                if handlers.get(sock) is not owner:
+                    n += 1
+                    return
+            n = limit
+        finally:
+            counts.msgs_in += n
+            counts.bytes_in += total
+            counts.last_drain = n
 
     if names or max_msg_size is not None or max_frames is not None:
         read = read_checked

@@ -49,6 +49,7 @@ from typing import Any, Callable, Deque, Dict, Mapping, Optional, Sequence
 import zmq
 import zmq.backend
 
+from pollframe import trace
 from pollframe.address import parse_address
 from pollframe.client import check_policy, connect_socket
 from pollframe.codec import Codec, JsonCodec, Triple
@@ -178,6 +179,7 @@ class Requester:
         self._current: Optional[Pending] = None  # lockstep: the request on the wire
         self._closed = False
         self._socket: Optional[zmq.Socket[Any]] = None
+        self._traced: Optional[trace.Channel] = None  # records this socket's sends when tracing
         if not lockstep:
             self._open(zmq.DEALER, self._on_dealer_reply)
         close_with(loop, self.close)  # a loop closed first closes its requesters: no request left behind
@@ -337,6 +339,8 @@ class Requester:
         else:
             _SEND(sock, _EMPTY, _MORE)
             _SEND(sock, p.frame, _NOBLOCK)
+            if self._traced is not None:
+                self._traced.sent((p.id, _EMPTY, p.frame))
         p.timer = self.loop.call_later(p.timeout, self._expired, p)
 
     def _on_dealer_reply(self, frames: list[bytes]) -> None:
@@ -370,6 +374,9 @@ class Requester:
                 _SEND(sock, p.frame, _NOBLOCK)
         except zmq.Again:
             self.unsent += 1
+        else:
+            if self._traced is not None:
+                self._traced.sent((p.frame,))
         p.timer = self.loop.call_later(p.timeout, self._expired, p)
 
     def _on_req_reply(self, frames: list[bytes]) -> None:
@@ -464,6 +471,8 @@ class Requester:
         except BaseException:
             sock.close(linger=0)
             raise
+        recorder = trace.recorder()  # decided per socket: None (and free) unless tracing is on
+        self._traced = None if recorder is None else recorder.channel_for(sock)
         self._socket = sock
         self.sockets += 1
         return sock

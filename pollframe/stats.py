@@ -22,12 +22,14 @@ for 100 ms is reported as such, with the number of messages.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
-__all__ = ["SLOW_CALLBACK", "LoopStats", "SocketStats", "format_stats", "serve_stats"]
+__all__ = ["SLOW_CALLBACK", "LoopStats", "SocketStats", "defined_at", "format_stats", "registered_at",
+           "serve_stats"]
 
 log = logging.getLogger("pollframe")
 
@@ -36,66 +38,92 @@ SLOW_CALLBACK = 0.1
 
 
 class SocketStats:
-    """The counters of one registered socket (a Stream adds its send side)."""
+    """The counters of one registered socket; its Stream, if it has one, adds the send side.
 
-    __slots__ = ("type", "endpoint", "where", "msgs_in", "bytes_in", "msgs_out", "bytes_out",
-                 "queue_hwm", "dropped", "unroutable", "queued", "oversized")
+    ``msgs_in``/``bytes_in`` are counted by the socket's reader at the end
+    of each drain (``last_drain`` is how many that drain read);
+    ``msgs_out``/``bytes_out`` by the Stream for each message the socket
+    took (from its queue too). Sends on a raw socket are not seen.
+    """
+
+    __slots__ = ("type", "endpoint", "where", "callback", "msgs_in", "bytes_in", "msgs_out", "bytes_out",
+                 "queue_hwm", "last_drain", "refused", "stream")
 
     def __init__(self, sock_type: str = "?", endpoint: str = "", where: str = "") -> None:
         self.type = sock_type
         self.endpoint = endpoint
         self.where = where  # file:line of the registration
+        self.callback = ""  # the receive callback, as repr() showed it at registration
         self.msgs_in = self.bytes_in = 0
         self.msgs_out = self.bytes_out = 0
         self.queue_hwm = 0
-        self.dropped = self.unroutable = self.oversized = 0
-        #: ``queued()``: the send queue's depth now; set by the Stream that owns the queue.
-        self.queued: Optional[Callable[[], int]] = None
+        self.last_drain = 0
+        self.refused = 0  # messages over the reader's max_msg_size / max_frames
+        #: The Stream that owns the socket: its queue, drops and unroutable counts are read from it.
+        self.stream: Any = None
+
+    def describe(self) -> str:
+        """What ran for this socket, for a slow-callback warning."""
+        where = f" (registered at {self.where})" if self.where else ""
+        return f"receive callback {self.callback or '?'} for {self.type} {self.endpoint or '-'}{where}"
 
     def snapshot(self) -> Dict[str, Any]:
         """The counters as a JSON-able dict (the send queue's depth read now)."""
+        stream = self.stream
         return {
             "type": self.type, "endpoint": self.endpoint, "registered_at": self.where,
             "msgs_in": self.msgs_in, "bytes_in": self.bytes_in,
             "msgs_out": self.msgs_out, "bytes_out": self.bytes_out,
-            "queued": self.queued() if self.queued is not None else 0, "queue_hwm": self.queue_hwm,
-            "dropped": self.dropped, "unroutable": self.unroutable, "oversized": self.oversized,
+            "queued": stream.queued() if stream is not None else 0, "queue_hwm": self.queue_hwm,
+            "dropped": getattr(stream, "dropped", 0), "unroutable": getattr(stream, "unroutable", 0),
+            "refused": self.refused,
         }
 
 
 class LoopStats:
-    """The counters of one loop: passes, dispatch times, timer lateness, errors."""
+    """The counters of one loop: passes, callback times, timer lateness; errors are the loop's own."""
 
-    __slots__ = ("passes", "calls", "call_time", "slowest", "slowest_what", "slow", "late",
-                 "lateness", "max_lateness", "_warned", "threshold")
+    __slots__ = ("threshold", "passes", "calls", "call_time", "slowest", "slowest_what", "slow",
+                 "timer_batches", "lateness", "max_lateness", "_warned")
 
     def __init__(self, threshold: float = SLOW_CALLBACK) -> None:
         self.threshold = threshold
         self.passes = 0
-        self.calls = 0  # callbacks run: one per message received, one per timer or call_soon
-        self.call_time = 0.0  # seconds spent in dispatches
-        self.slowest = 0.0
+        self.calls = 0  # dispatches: one per I/O handler call (a whole drain), one per timer or call_soon
+        self.call_time = 0.0  # seconds spent in them
+        self.slowest = 0.0  # the slowest one over the threshold, and what it was
         self.slowest_what = ""
         self.slow = 0  # dispatches over the threshold
-        self.late = 0  # timer batches that ran after their deadline
-        self.lateness = 0.0  # summed over batches: how late the earliest timer of each ran
+        self.timer_batches = 0  # passes that ran due timers
+        self.lateness = 0.0  # summed over those passes: how late the earliest timer of each ran
         self.max_lateness = 0.0
         self._warned: set = set()
+
+    def timers_ran(self, lateness: float) -> None:
+        """A pass ran due timers, the earliest of them ``lateness`` seconds after its deadline."""
+        self.timer_batches += 1
+        self.lateness += lateness
+        if lateness > self.max_lateness:
+            self.max_lateness = lateness
 
     def took(self, seconds: float, what: Callable[[], str], key: Any, calls: int = 1) -> None:
         """A dispatch over the threshold took ``seconds``: count it, warn once per ``key``.
 
-        ``what()`` names it (only called for a slow one).
+        ``what()`` names it (only called for a slow one); ``calls`` is the
+        number of messages of a drain.
         """
         self.slow += 1
         name = what()
         if seconds > self.slowest:
             self.slowest, self.slowest_what = seconds, name
-        if key in self._warned:
-            return
-        self._warned.add(key)
+        try:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        except TypeError:  # an unhashable callable: warn every time
+            pass
         several = f" ({calls} messages in one drain)" if calls > 1 else ""
-        log.warning("pollframe: %s blocked the loop for %.0f ms%s (the threshold is %.0f ms; "
+        log.warning("pollframe: %s blocked the loop for %.0f ms%s (threshold %.0f ms; "
                     "logged once per callback)", name, seconds * 1000, several, self.threshold * 1000)
 
     def snapshot(self, errors: int, sockets: List[SocketStats]) -> Dict[str, Any]:
@@ -107,11 +135,31 @@ class LoopStats:
                 "callbacks": self.calls, "callback_seconds": self.call_time,
                 "slowest": {"seconds": self.slowest, "what": self.slowest_what},
                 "slow": self.slow, "slow_threshold": self.threshold,
-                "timers_late": self.late, "timer_lateness_seconds": self.lateness,
+                "timer_batches": self.timer_batches, "timer_lateness_seconds": self.lateness,
                 "max_timer_lateness": self.max_lateness,
             },
             "sockets": [s.snapshot() for s in sockets],
         }
+
+
+def defined_at(callback: Any) -> str:
+    """``file.py:12``: where a callback's function is defined (``?`` for a builtin or a callable object)."""
+    func = getattr(callback, "__func__", callback)
+    func = getattr(func, "func", func)  # functools.partial
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return "?"
+    return f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+
+
+def registered_at() -> str:
+    """``file.py:12``: the first caller outside pollframe's own modules (a registration's site)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("pollframe."):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "?"
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
 def format_stats(snapshot: Dict[str, Any]) -> str:
@@ -124,8 +172,8 @@ def format_stats(snapshot: Dict[str, Any]) -> str:
         f"{loop.get('errors', 0)} errors",
         f"  slowest dispatch {slowest.get('seconds', 0.0) * 1000:.1f} ms: {slowest.get('what') or '-'}; "
         f"{loop.get('slow', 0)} over {loop.get('slow_threshold', SLOW_CALLBACK) * 1000:.0f} ms",
-        f"  timers late: {loop.get('timers_late', 0)}, "
-        f"at most {loop.get('max_timer_lateness', 0.0) * 1000:.1f} ms",
+        f"  timers: {loop.get('timer_batches', 0)} passes ran some, the earliest at most "
+        f"{loop.get('max_timer_lateness', 0.0) * 1000:.1f} ms late",
     ]
     header = f"  {'socket':<8} {'endpoint':<28} {'in':>9} {'bytes in':>11} {'out':>9} {'bytes out':>11} " \
              f"{'queued':>6} {'hwm':>6} {'dropped':>7} {'unroutable':>10}"
@@ -138,27 +186,18 @@ def format_stats(snapshot: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def serve_stats(loop: Any, context: Any, endpoint: str = "tcp://127.0.0.1:*") -> Any:
-    """Answer ``["stats", [], {}]`` on a REP socket bound to ``endpoint`` with ``loop.stats()``.
+def serve_stats(loop: Any, stream: Any) -> None:
+    """Answer ``["stats", [], {}]`` on ``stream`` (a REP or ROUTER Stream) with ``loop.stats()``.
 
-    Opt-in: call it in ``setup()``. Returns the Stream; the bound endpoint
-    is ``stream.socket.LAST_ENDPOINT``. Any other request gets an error
-    reply. The reply is ``["stats", [snapshot], {}]``.
+    Opt-in, for a tool to read a process's stats from outside
+    (``pollframe stats ENDPOINT``). In a ``ZmqProcess.setup()``::
+
+        stats, _ = self.stream(zmq.REP, "127.0.0.1", bind=True)   # a random port, in self.endpoints
+        serve_stats(self.loop, stats)
+
+    The reply is ``["stats", [snapshot], {}]``, sent back through the
+    request's envelope; any other request gets an ``error`` reply.
     """
-    import json
-
-    import zmq
-
-    from pollframe.stream import Stream
-
-    sock = context.socket(zmq.REP)
-    sock.linger = 0
-    try:
-        sock.bind(endpoint)
-    except BaseException:
-        sock.close(linger=0)
-        raise
-    stream = Stream(sock, loop)
 
     def answer(frames: List[bytes]) -> None:
         try:
@@ -168,7 +207,6 @@ def serve_stats(loop: Any, context: Any, endpoint: str = "tcp://127.0.0.1:*") ->
             wanted = False
         refusal = ["error", ["this socket only answers 'stats'"], {}]
         reply = ["stats", [loop.stats()], {}] if wanted else refusal
-        stream.send(json.dumps(reply).encode())
+        stream.send_multipart(list(frames[:-1]) + [json.dumps(reply).encode()])
 
     stream.on_recv(answer)
-    return stream

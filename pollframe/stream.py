@@ -39,6 +39,7 @@ from typing import Any, Callable, Deque, Optional, Sequence, Tuple
 
 import zmq
 
+from pollframe import trace
 from pollframe.errors import worth_logging as _worth_logging
 from pollframe.loop import EventHandler, PollLoop, check_blocking_socket
 from pollframe.monitor import Monitor, SocketEvent
@@ -137,6 +138,11 @@ class Stream:
         self._paused = False
         self._monitor: Optional[Monitor] = None
         self._closed = False
+        self._counts = loop.socket_stats(sock)  # what loop.stats() shows for this socket
+        self._counts.stream = self
+        recorder = trace.recorder()
+        if recorder is not None:  # decided once: an untraced Stream sends on the plain path
+            self.send_multipart = recorder.channel_for(sock).sending(self.send_multipart)  # type: ignore
 
     # ------------------------------------------------------------- receiving
 
@@ -231,7 +237,7 @@ class Stream:
             self._enqueue(frames)
             return
         try:
-            _send_now(self._sock_send, frames)
+            size = _send_now(self._sock_send, frames)
         except zmq.Again:
             if self._routes:
                 self._drop_for_slow_peer(frames)
@@ -244,6 +250,10 @@ class Stream:
                 self._install()
             elif not self._peer_gone(exc, frames):
                 raise
+        else:
+            counts = self._counts
+            counts.msgs_out += 1
+            counts.bytes_out += size
         if self._touched is not None:
             self._touched(self.socket)
 
@@ -392,10 +402,11 @@ class Stream:
         self._touch()
 
     def _send_queued(self) -> None:
-        queue, send = self._queue, self._sock_send
+        queue, send, counts = self._queue, self._sock_send, self._counts
         while queue:
             try:
-                _send_now(send, queue[0])
+                counts.bytes_out += _send_now(send, queue[0])
+                counts.msgs_out += 1
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
@@ -409,6 +420,8 @@ class Stream:
         if len(self._queue) >= self.max_queue:
             raise QueueFull(f"{self.socket!r}: send queue holds {len(self._queue)} messages (max_queue)")
         self._queue.append(frames)
+        if len(self._queue) > self._counts.queue_hwm:
+            self._counts.queue_hwm = len(self._queue)
 
     def _drop_for_slow_peer(self, frames: Sequence[Any]) -> None:
         self.dropped += 1
@@ -453,17 +466,22 @@ def _fast_send(sock: zmq.Socket) -> Callable[..., Any]:
     return sock.send
 
 
-def _send_now(send: Callable[..., Any], frames: Sequence[Any]) -> None:
-    """Send one message without blocking, frame by frame with int flags.
+def _send_now(send: Callable[..., Any], frames: Sequence[Any]) -> int:
+    """Send one message without blocking, frame by frame with int flags; returns its size.
 
     pyzmq's ``send_multipart`` combines IntFlag members per frame, which
     costs more than the send itself. libzmq takes a message whole or not at
     all: ``EAGAIN`` can only come from the first frame.
     """
     last = len(frames) - 1
+    size = 0
     for i in range(last):
-        send(frames[i], _MORE)
-    send(frames[last], _NOBLOCK)
+        frame = frames[i]
+        send(frame, _MORE)
+        size += len(frame)
+    frame = frames[last]
+    send(frame, _NOBLOCK)
+    return size + len(frame)
 
 
 def _peer_id(frames: Sequence[Any]) -> bytes:

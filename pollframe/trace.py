@@ -44,7 +44,8 @@ import zmq
 from pollframe import tracefile
 from pollframe.tracefile import HEADER, LENGTH, PROCESS, RECEIVED, SENT, SOCKET
 
-__all__ = ["ENV", "Channel", "Recorder", "disable", "enable", "flush", "name_process", "recorder"]
+__all__ = ["ENV", "Channel", "Recorder", "directory", "disable", "enable", "flush", "follow", "name_process",
+           "recorder"]
 
 log = logging.getLogger("pollframe")
 
@@ -85,17 +86,18 @@ class Channel:
     def receiving(self, callback: Callable[[Any], Any], *, multipart: bool = True) -> Callable[[Any], Any]:
         """``callback`` wrapped to record each message before it runs.
 
-        ``multipart=False``: the callback takes one frame, not a list.
+        ``multipart=False``: the callback takes one frame, not a list. Extra
+        arguments (a reader's message properties) are passed on.
         """
         record, clock = self._received, self._clock
         if multipart:
-            def traced(frames: List[bytes]) -> Any:
+            def traced(frames: List[bytes], *props: Any) -> Any:
                 record(frames, clock())
-                return callback(frames)
+                return callback(frames, *props)
         else:
-            def traced(frame: bytes) -> Any:  # type: ignore[misc]
+            def traced(frame: bytes, *props: Any) -> Any:  # type: ignore[misc]
                 record((frame,), clock())
-                return callback(frame)
+                return callback(frame, *props)
         traced.__wrapped__ = callback  # type: ignore[attr-defined]
         return traced
 
@@ -136,6 +138,7 @@ class Recorder:
         self._pid = os.getpid()
         self._next_channel = 1
         self._sockets: Dict[int, bytes] = {}  # channel id -> its SOCKET record, in order
+        self._by_socket: "weakref.WeakKeyDictionary[zmq.Socket, Channel]" = weakref.WeakKeyDictionary()
         self._last_write = [clock()]  # shared with the record functions
         self._exit_hook_pid: Optional[int] = None
         _all_recorders.add(self)
@@ -151,8 +154,8 @@ class Recorder:
                 endpoint: Optional[str] = None) -> Channel:
         """A new channel for ``sock`` (or for a socket described by ``sock_type`` and ``endpoint``)."""
         if sock is not None:
-            sock_type = sock_type or _type_name(sock)
-            endpoint = endpoint if endpoint is not None else _last_endpoint(sock)
+            sock_type = sock_type or socket_type(sock)
+            endpoint = endpoint if endpoint is not None else last_endpoint(sock)
         channel_id = self._next_channel
         self._next_channel += 1
         meta = tracefile.encode_meta(SOCKET, channel_id, self._clock(),
@@ -162,6 +165,13 @@ class Recorder:
         self._arm_exit_flush()
         sent, received = self._writer(SENT, channel_id), self._writer(RECEIVED, channel_id)
         return Channel(channel_id, sent, received, self._clock)
+
+    def channel_for(self, sock: zmq.Socket) -> Channel:
+        """The channel of ``sock``, made on first use: its reader and its Stream record into one."""
+        found = self._by_socket.get(sock)
+        if found is None:
+            found = self._by_socket[sock] = self.channel(sock)
+        return found
 
     def rename(self, name: str) -> None:
         """Call the process ``name`` from now on (in the file too, if it is open)."""
@@ -337,6 +347,25 @@ def name_process(name: str) -> None:
         current.rename(name)
 
 
+def directory() -> Optional[str]:
+    """Where this process traces to, or None: what the children it starts should do."""
+    current = recorder()
+    return current.directory if current is not None else None
+
+
+def follow(directory: Optional[str], name: str) -> None:
+    """In a child process: trace to ``directory`` as the parent did when it started it (None: not).
+
+    ``ZmqProcess`` calls it first thing in the child, because the child's
+    environment is not always the parent's of that moment: a forkserver
+    child inherits the server's, as it was when the server started.
+    """
+    if directory is None:
+        disable()
+    else:
+        enable(directory).rename(name)
+
+
 def flush() -> None:
     """Write out this process's buffered records, if it traces."""
     if _recorder is not None:
@@ -366,14 +395,16 @@ def _default_name() -> str:
     return kind.__name__  # a Process subclass such as a ZmqProcess, in its child
 
 
-def _type_name(sock: zmq.Socket) -> str:
+def socket_type(sock: zmq.Socket) -> str:
+    """``REQ``: the name of a socket's type."""
     try:
         return zmq.SocketType(int(sock.type)).name
     except (ValueError, zmq.ZMQError):
         return str(getattr(sock, "type", "?"))
 
 
-def _last_endpoint(sock: zmq.Socket) -> str:
+def last_endpoint(sock: zmq.Socket) -> str:
+    """The socket's last bound or connected endpoint, ``""`` for none."""
     try:
         value = sock.getsockopt(zmq.LAST_ENDPOINT)
     except zmq.ZMQError:

@@ -123,7 +123,9 @@ def merge(files: Sequence[TraceFile]) -> List[Step]:
         for rec in f.records:
             peer = peers.get(rec.channel) or Peer(names[number], "?", "", (number, rec.channel))
             (sent if rec.kind == SENT else received).append(_Message(peer, rec.time + offset, rec.frames))
-    return _pair(sent, received, tolerance=0.05 if use_wall else 0.0)
+    # A sender may record its message just after sending it (a raw socket's code does), and be
+    # preempted in between: a receipt may then come first by a little.
+    return _pair(sent, received, tolerance=0.05)
 
 
 def _process_names(files: Sequence[TraceFile]) -> List[str]:
@@ -154,7 +156,8 @@ def _pair(sent: List[_Message], received: List[_Message], tolerance: float) -> L
             steps.append(Step(out.time, None, out.peer, None, out.frames))
             continue
         used.setdefault(id(match), set()).add(out.peer)
-        steps.append(Step(match.time, match.peer, out.peer, match.frames, out.frames))
+        # Nothing is received before it is sent: a receipt recorded first bounds when it was.
+        steps.append(Step(min(match.time, out.time), match.peer, out.peer, match.frames, out.frames))
         if match.peer.type not in _MULTICAST:
             candidates.remove(match)
     for msgs in by_last.values():

@@ -11,6 +11,7 @@ import pytest
 import zmq
 
 from pollframe import trace, tracefile, tracefmt
+from pollframe.loop import PollLoop
 from pollframe.testing.chains import assert_chain, chains_in
 from pollframe.tracefmt import Namer, render_frames, show_frame
 
@@ -286,3 +287,86 @@ def test_chains_are_read_out_of_a_markdown_file_by_their_headings(tmp_path):
                       "### Other\n\n```console\n$ python x.py\n```\n")
     assert list(chains_in(readme)) == ["Sending pings"]
     assert "1 IN : ['ping, [count], {}']" in chains_in(readme)["Sending pings"]
+
+
+# ------------------------------------------------------------------ the hooks in loops and streams
+
+
+@pytest.fixture
+def tracing(tmp_path):
+    """Tracing on in this process for one test; the directory it writes to."""
+    directory = tmp_path / "trace"
+    trace.enable(directory)
+    try:
+        yield directory
+    finally:
+        trace.disable()
+
+
+def records_in(directory):
+    files = [tracefile.parse(p.read_bytes()) for p in sorted(directory.glob("*.pftrace"))]
+    return [(f.sockets[r.channel]["type"], r.kind, r.frames) for f in files for r in f.records]
+
+
+def test_with_tracing_off_a_stream_sends_on_the_plain_path(loop, ctx, monkeypatch):
+    monkeypatch.setattr(trace, "_recorder", None)
+    monkeypatch.setattr(trace, "_env_read", True)
+    from pollframe.stream import Stream
+
+    stream = Stream(ctx.socket(zmq.PUSH), loop)
+    assert "send_multipart" not in vars(stream)  # the class's own method: nothing wrapped
+    stream.close(linger=0)
+
+
+def test_a_traced_loop_records_what_streams_send_and_registered_sockets_receive(tracing, loop_class, ctx):
+    from pollframe.stream import Stream
+    from pollframe.testing import run_until
+
+    loop = loop_class()
+    router = ctx.socket(zmq.ROUTER)
+    router.bind("inproc://traced")
+    dealer = Stream(ctx.socket(zmq.DEALER), loop)
+    assert "send_multipart" in vars(dealer)
+    dealer.socket.connect("inproc://traced")
+    got, replies = [], []
+    loop.register(router, lambda frames: (got.append(frames), router.send_multipart(frames[:1] + [b"pong"])))
+    dealer.on_recv(replies.append)
+    dealer.send_multipart([b"ping"])
+    run_until(loop, lambda: replies)
+    dealer.close(linger=0)
+    loop.close()  # writes the trace out
+    peer = got[0][0]
+    assert records_in(tracing) == [
+        ("DEALER", tracefile.SENT, [b"ping"]),
+        ("ROUTER", tracefile.RECEIVED, [peer, b"ping"]),
+        ("DEALER", tracefile.RECEIVED, [b"pong"]),  # a raw socket's own sends are not seen
+    ]
+
+
+def test_a_traced_loop_writes_its_trace_out_before_it_sleeps_in_a_poll(tracing, ctx, push_pull):
+    push, pull = push_pull
+    loop = PollLoop()
+    try:
+        got = []
+        loop.register(pull, got.append)
+        push.send(b"hello")
+        loop.run_once(0)
+        assert got == [[b"hello"]] and not list(tracing.glob("*.pftrace"))  # busy passes keep buffering
+        loop.run_once(0.001)  # this pass may sleep: the buffer goes out first
+        assert records_in(tracing) == [("PULL", tracefile.RECEIVED, [b"hello"])]
+    finally:
+        loop.close()
+
+
+def test_a_message_recorded_by_its_sender_after_its_receipt_still_comes_before_the_reply():
+    def file(name, pid, sock_type, records):
+        return tracefile.TraceFile(tracefile.Header(name, pid, 0.0, "host"), {1: {"type": sock_type}},
+                                   [tracefile.Record(kind, 1, t, frames) for kind, t, frames in records])
+
+    ping = file("PingProc", 1, "REQ", [(tracefile.SENT, 1.002, [b'["ping", 1]']),  # recorded late
+                                       (tracefile.RECEIVED, 1.003, [b'["pong", 1]'])])
+    pong = file("PongProc", 2, "REP", [(tracefile.RECEIVED, 1.000, [b'["ping", 1]']),
+                                       (tracefile.SENT, 1.001, [b'["pong", 1]'])])
+    steps = tracefmt.merge([ping, pong])
+    assert [(s.sender.process, s.receiver.process) for s in steps] == [("PingProc", "PongProc"),
+                                                                       ("PongProc", "PingProc")]
