@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and readers
     from pollframe.reconnect import ReconnectingStream
     from pollframe.requester import Requester
     from pollframe.stream import QueueFull, Stream
+    from pollframe.supervise import GaveUp, RestartPolicy, Supervisor
     from pollframe.tasks import Task
     from pollframe.tickets import Ticket
     from pollframe.timers import Timer
@@ -56,6 +57,7 @@ _PUBLIC = {
     "DecodeError": "pollframe.errors",
     "EncodeError": "pollframe.errors",
     "EpollLoop": "pollframe.epoll",
+    "GaveUp": "pollframe.supervise",
     "Handle": "pollframe.handles",
     "HandlerFailed": "pollframe.errors",
     "JsonCodec": "pollframe.codec",
@@ -75,8 +77,10 @@ _PUBLIC = {
     "RequestTimeout": "pollframe.errors",
     "Requester": "pollframe.requester",
     "RequesterClosed": "pollframe.errors",
+    "RestartPolicy": "pollframe.supervise",
     "SocketEvent": "pollframe.monitor",
     "Stream": "pollframe.stream",
+    "Supervisor": "pollframe.supervise",
     "Task": "pollframe.tasks",
     "Ticket": "pollframe.tickets",
     "Timer": "pollframe.timers",
@@ -96,6 +100,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "EpollLoop",
+    "GaveUp",
     "Handle",
     "HandlerFailed",
     "JsonCodec",
@@ -115,8 +120,10 @@ __all__ = [
     "RequestTimeout",
     "Requester",
     "RequesterClosed",
+    "RestartPolicy",
     "SocketEvent",
     "Stream",
+    "Supervisor",
     "Task",
     "Ticket",
     "Timer",

@@ -41,6 +41,7 @@ log = logging.getLogger("pollframe")
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _preloaded = False
+_PRELOAD = "pollframe.process"  # and with it zmq, the loop, streams, the factory
 
 
 def default_start_method() -> str:
@@ -71,8 +72,8 @@ def preload_pollframe() -> None:
     from multiprocessing import forkserver
 
     wanted = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
-    if "pollframe" not in wanted:
-        forkserver.set_forkserver_preload([*wanted, "pollframe"])
+    if _PRELOAD not in wanted:  # the package itself loads its names lazily: name the module
+        forkserver.set_forkserver_preload([*wanted, _PRELOAD])
 
 
 def die_with_parent(signum: int | None) -> None:

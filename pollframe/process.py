@@ -348,7 +348,9 @@ class ZmqProcess(multiprocessing.Process):
         the drain busy until its deadline. When the deadline cuts the drain
         short a warning says how many messages the streams still held; a
         second stop (``stop()``, a signal, the parent's death) ends the
-        drain at once.
+        drain's loop at once and closes with linger 0. What libzmq holds
+        already once the queues are empty is bounded by the deadline only:
+        ``zmq_ctx_term`` cannot be interrupted.
         """
         control = self._child_control  # None when run in-process
         self._stop_requested = False  # a stop() before this run is not for it

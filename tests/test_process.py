@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -824,3 +825,45 @@ def test_the_factory_closes_the_socket_when_binding_fails(ctx):
         del ctx.socket
         taken.close(linger=0)
     assert len(made) == 1 and made[0].closed
+
+
+class DrainsToNobody(ZmqProcess):
+    """Run in-process: a PUSH stream with a message for a peer that never comes, a PULL stream that records.
+
+    Stops as soon as its loop runs; ``during_drain(self)`` is called 0.05 s later, from a timer
+    (timers keep running while the shutdown drains).
+    """
+
+    def __init__(self, nobody: str, drain_timeout: float, during_drain) -> None:
+        super().__init__()
+        self.nobody, self.drain_timeout, self.during_drain, self.got = nobody, drain_timeout, during_drain, []
+
+    def setup(self) -> None:
+        super().setup()
+        # A free port, never connected; IMMEDIATE: no pipe before a connection, so the stream queues.
+        push, _ = self.stream(zmq.PUSH, self.nobody, bind=False, sockopts={zmq.IMMEDIATE: 1})
+        push.send(b"never delivered")  # keeps the drain busy until its deadline
+        self.stream(zmq.PULL, "inproc://drain-input", bind=True, callback=self.got.append)
+        self.loop.call_soon(self.stop)
+        self.loop.call_later(0.05, self.during_drain, self)
+
+
+def test_input_that_arrives_while_the_shutdown_drains_is_not_read(tcp_endpoint, caplog):
+    def send_input(proc) -> None:
+        sock = proc.context.socket(zmq.PUSH)
+        sock.connect("inproc://drain-input")
+        sock.send(b"too late")
+        sock.close(linger=0)
+
+    proc = DrainsToNobody(tcp_endpoint, 0.3, send_input)
+    proc.run()
+    assert proc.got == []
+    assert "drain ran out of time" in caplog.text
+    assert "1 message(s) still queued in 1 stream(s)" in caplog.text
+
+
+def test_a_second_stop_ends_the_drain_at_once(tcp_endpoint):
+    proc = DrainsToNobody(tcp_endpoint, 60.0, lambda proc: proc.stop())
+    started = time.monotonic()
+    proc.run()  # without the second stop: 60 s (the test's timeout fails it first)
+    assert time.monotonic() - started < 10
