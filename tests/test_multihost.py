@@ -255,3 +255,38 @@ def test_a_connector_on_another_host_finds_the_server_and_its_key_in_the_connect
     dealer.connect(conn.endpoint("pong"))
     dealer.send_multipart([b"", b"ping"])
     assert dealer.recv_multipart() == [b"", b"pong"]
+
+
+# ---------------------------------------------------------------------------
+# Majordomo: a broker, two workers and a client, each on its own host
+
+
+MDP_HEARTBEAT = 0.2
+
+
+def test_a_partition_that_isolates_one_majordomo_worker_loses_no_request(hosts: Hosts) -> None:
+    from multihost_peers import TaggedEchoWorker
+
+    from pollframe.mdp.client import Client
+    from pollframe.mdp.process import BrokerProcess
+
+    net = hosts(4)
+    broker_host, left_host, right_host, client_host = net
+    broker = broker_host.start(BrokerProcess(broker_host.address, heartbeat=MDP_HEARTBEAT, liveness=3))
+    for host, tag in ((left_host, "left"), (right_host, "right")):
+        host.start(TaggedEchoWorker(broker.endpoint, tag, heartbeat=MDP_HEARTBEAT, backoff=MDP_HEARTBEAT))
+    served_by: List[bytes] = []
+    with Client(broker.endpoint, timeout=0.5, retries=4, context=client_host.context()) as client:
+        while not client.service_available("echo") or len(set(served_by)) < 2:  # both workers ready
+            served_by.append(client.request("echo", b"warm-up")[0])
+        served_by.clear()
+        for n in range(200):
+            if n == 50:
+                net.partition(left_host, broker_host)  # "left" holds a request, or will get one
+            reply = client.request("echo", b"%d" % n)  # raises RequestTimeout if a request is lost
+            assert reply[1:] == [b"%d" % n]
+            served_by.append(reply[0])
+        net.heal()
+    assert served_by[50:] == [b"right"] * 150  # a request sent to "left" was retried to "right"
+    print(f"\nmultihost: MDP, 200 requests, none lost; {client.timeouts} attempt(s) timed out and were "
+          "retried to the other worker")
