@@ -168,7 +168,7 @@ def send_requests(client: RequestClient, numbers: range, outcome: Outcome) -> No
         except RequestTimeout:
             outcome.timed_out.append(n)
             continue
-        if reply == ("pong", [n], {}) or list(reply) == ["pong", [n], {}]:
+        if tuple(reply) == ("pong", [n], {}):
             outcome.answered.append(n)
         else:
             outcome.wrong.append((n, reply))
