@@ -8,7 +8,8 @@ empty) and runs in a thread of the test process with its own socket, on a
 poll with a timeout, until ``stop()``.
 
 No PyPI package could serve instead: ``pyzmq-mdp`` (the RFC's Python
-reference) and ``jarmodmoo`` no longer install (``use_2to3``), ``majortomo``
+reference) no longer installs (``use_2to3``), ``jarmodmoo`` is Python 2 code
+(its frames are ``str``, which pyzmq refuses on Python 3), ``majortomo``
 speaks MDP/0.2, and ``gaterpc`` extends the READY frame with its own fields.
 """
 from __future__ import annotations
