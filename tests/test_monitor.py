@@ -131,6 +131,18 @@ def test_on_event_none_stops_the_events_and_closes_the_monitor_socket(ctx, loop)
     stream.close()
 
 
+def test_on_event_with_a_new_callback_hands_the_next_events_to_it_on_the_same_monitor(ctx, loop):
+    stream, first = monitored(ctx, loop, zmq.ROUTER)
+    monitor = stream._monitor.socket
+    second = Events()
+    stream.on_event(second.append)
+    assert stream._monitor.socket is monitor, "the monitor socket is kept, not made again"
+    stream.socket.bind("tcp://127.0.0.1:*")
+    run_until(loop, second.heard("listening"))
+    assert first == []
+    stream.close()
+
+
 def test_an_event_names_itself_and_says_why_a_failure_failed():
     bind_failed = parse_event([struct.pack("=hi", zmq.EVENT_BIND_FAILED, errno.EADDRINUSE), b"tcp://127.0.0.1:1"])
     assert bind_failed == SocketEvent("bind_failed", zmq.EVENT_BIND_FAILED, errno.EADDRINUSE, "tcp://127.0.0.1:1")

@@ -281,6 +281,21 @@ def test_on_recv_from_a_thread_that_does_not_own_the_stream_raises(loop, push_pu
     assert not loop.is_registered(pull)
 
 
+@pytest.mark.parametrize("call", ["pause", "resume", "on_event"])
+def test_pause_resume_and_on_event_from_a_thread_that_does_not_own_the_stream_raise_and_change_nothing(
+    loop, push_pull, call
+):
+    _, pull = push_pull
+    stream = Stream(pull, loop)
+    stream.on_recv(print)
+    if call == "resume":
+        stream.pause()
+    args = (print,) if call == "on_event" else ()
+    assert isinstance(call_in_thread(getattr(stream, call), *args), RuntimeError)
+    assert stream.paused is (call == "resume")
+    assert stream._monitor is None, "no monitor socket was made from the other thread"
+
+
 def test_a_stream_made_in_the_loops_thread_is_reached_from_another_through_call_soon_threadsafe(
     loop, push_pull
 ):
@@ -289,6 +304,21 @@ def test_a_stream_made_in_the_loops_thread_is_reached_from_another_through_call_
     assert call_in_thread(loop.call_soon_threadsafe, stream.send, b"handed over") is None
     run_until(loop, lambda: pull.poll(0))
     assert pull.recv() == b"handed over"
+
+
+def test_a_send_tells_an_edge_triggered_loop_to_look_at_the_socket_again_and_a_level_triggered_one_nothing(
+    loop, push_pull, monkeypatch
+):
+    # A send may consume the ZMQ_FD edge that announced a message waiting
+    # on the same socket: an edge-triggered loop would never see it.
+    push, pull = push_pull
+    touched = []
+    monkeypatch.setattr(loop, "touched", touched.append)
+    stream = Stream(push, loop)
+    stream.send(b"one")
+    stream.send_multipart([b"two", b"frames"])
+    assert touched == ([push, push] if loop.edge_triggered else [])
+    assert pull.recv_multipart() == [b"one"]
 
 
 # ------------------------------------------------------------- pause/resume
