@@ -84,6 +84,33 @@ def test_a_pollframe_timer_fires_inside_asyncio_with_one_pass(counted):
     assert counted.passes == 1, "the host's timer woke the guest once, at the deadline"
 
 
+def test_waking_the_guest_again_replaces_its_timer_so_one_deadline_makes_one_pass(counted):
+    async def main():
+        fired = asyncio.get_running_loop().create_future()
+        with AsyncioGuest(counted) as guest:
+            counted.call_later(0.05, fired.set_result, "fired")
+            for _ in range(3):
+                guest.wake()
+            result = await fired
+            await asyncio.sleep(0.1)  # any stale timer would have fired by now
+            return result
+
+    assert run_async(main()) == "fired"
+    assert counted.passes == 1
+
+
+def test_a_guest_whose_loop_was_closed_stops_being_served_when_woken(counted):
+    async def main():
+        host = asyncio.get_running_loop()
+        guest = AsyncioGuest(counted)
+        fd = counted.fileno()
+        counted.close()
+        guest.wake()
+        return host.remove_reader(fd)
+
+    assert run_async(main()) is False, "the guest removed its reader itself"
+
+
 def test_call_soon_threadsafe_from_another_thread_wakes_the_guest_through_its_descriptor(counted):
     async def main():
         done = asyncio.get_running_loop().create_future()

@@ -104,6 +104,19 @@ def test_a_cancelled_job_calls_no_callback_and_one_not_started_never_runs(loop):
     assert running.cancelled and waiting.cancelled
 
 
+def test_a_job_cancelled_after_it_finished_but_before_the_loop_delivered_it_calls_no_callback(loop):
+    results = []
+    next_started = threading.Event()
+    with Offload(loop, max_workers=1) as pool:
+        finished = pool.run(lambda: "finished", on_done=results.append)
+        # The only worker starts the next function once it has handed the first one's outcome to the loop.
+        after = pool.run(next_started.set, on_done=results.append)
+        assert next_started.wait(WAIT)
+        finished.cancel()
+        run_until(loop, after.done)
+    assert results == [None], "only the second job's outcome was delivered"
+
+
 def test_await_offload_call_in_a_task_gives_the_result_or_raises(loop, offload):
     def lookup(key):
         if key == "missing":
