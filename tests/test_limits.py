@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from robust_peers import QuietPongProc
+from robust_peers import FixedMmapPongProc
 
 from pollframe.client import RequestClient
 from pollframe.units import MAX_MSG_SIZE
@@ -75,7 +75,7 @@ def ping_in_line(attacker: zmq.Socket, n: int) -> list:
 
 @pytest.fixture
 def pongproc(start_process, tmp_path):
-    proc = QuietPongProc("127.0.0.1")
+    proc = FixedMmapPongProc("127.0.0.1")
     proc.log_path = str(tmp_path / "pongproc.log")
     return start_process(proc)
 
