@@ -732,34 +732,39 @@ def slow_peer(make_socket):
     return pull.socket, endpoint, pace.socket
 
 
+@pytest.fixture
+def sigterm_while_feeding(start_process, slow_peer, tmp_path):
+    """``run(drain_timeout)``: a DrainProc feeding the slow peer 5,000 messages gets SIGTERM at once.
+
+    Returns (messages the peer read, exit code, the process's stderr).
+    """
+
+    def run(drain_timeout: float) -> tuple[list[bytes], int | None, str]:
+        pull, endpoint, pace = slow_peer
+        stderr_path = tmp_path / "stderr"
+        proc = start_process(DrainProc(endpoint, 5000, drain_timeout, str(stderr_path))).process
+        os.kill(proc.pid, signal.SIGTERM)
+        got = _read_slowly(pull, pace, proc, 5000)
+        proc.join(REPLY_TIMEOUT)
+        return got, proc.exitcode, stderr_path.read_text()
+
+    return run
+
+
 @pytest.mark.timeout(90)
-def test_sigterm_delivers_every_queued_message_to_a_slow_peer_within_the_drain_timeout(
-    start_process, slow_peer, tmp_path
-):
-    pull, endpoint, pace = slow_peer
-    stderr_path = tmp_path / "stderr"
-    proc = start_process(DrainProc(endpoint, 5000, drain_timeout=60.0, stderr_path=str(stderr_path))).process
-    os.kill(proc.pid, signal.SIGTERM)
-    got = _read_slowly(pull, pace, proc, 5000)
-    proc.join(REPLY_TIMEOUT)
+def test_sigterm_delivers_every_queued_message_to_a_slow_peer_within_the_drain_timeout(sigterm_while_feeding):
+    got, exitcode, log = sigterm_while_feeding(60.0)
     print(f"reliability: drain to a peer reading every 2 ms: {len(got)} of 5000 arrived")
-    assert len(got) == 5000, f"exit code {proc.exitcode}, stderr: {stderr_path.read_text()}"
+    assert len(got) == 5000, f"exit code {exitcode}, stderr: {log}"
     assert got == [numbered(n) for n in range(5000)]
-    assert proc.exitcode == 0
-    assert stderr_path.read_text() == ""
+    assert exitcode == 0 and log == ""
 
 
 def test_a_drain_cut_short_by_its_deadline_says_how_many_messages_the_streams_still_held(
-    start_process, slow_peer, tmp_path
+    sigterm_while_feeding,
 ):
-    pull, endpoint, pace = slow_peer
-    stderr_path = tmp_path / "stderr"
-    proc = start_process(DrainProc(endpoint, 5000, drain_timeout=0.2, stderr_path=str(stderr_path))).process
-    os.kill(proc.pid, signal.SIGTERM)
-    got = _read_slowly(pull, pace, proc, 5000)
-    proc.join(REPLY_TIMEOUT)
-    assert proc.exitcode == 0
-    log = stderr_path.read_text()
+    got, exitcode, log = sigterm_while_feeding(0.2)
+    assert exitcode == 0
     match = re.search(r"drain ran out of time .*: (\d+) message\(s\) still queued in 1 stream\(s\)", log)
     assert match, log
     held = int(match[1])
