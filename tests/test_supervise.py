@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -142,6 +144,20 @@ def test_a_worker_killed_three_times_under_load_comes_back_each_time_and_clients
 ):
     # The supervisor is a ZmqProcess of its own: the parent that runs it on its loop, as deployed.
     supervising = start_process(SupervisorProc(tcp_endpoint))
+    load = {"answered": 0, "timeouts": 0}
+    done = threading.Event()
+
+    def keep_asking() -> None:  # a second client, asking all the time: the load
+        with contextlib.closing(RequestClient(tcp_endpoint, timeout=0.25, retries=4)) as other:
+            while not done.is_set():
+                try:
+                    other.request("pid")
+                    load["answered"] += 1
+                except RequestTimeout:
+                    load["timeouts"] += 1
+
+    loader = threading.Thread(target=keep_asking)
+    loader.start()
     client = RequestClient(tcp_endpoint, timeout=0.25, retries=20)
     pids: list[int] = []
     answered = timeouts = kills = served_by_this_one = 0
@@ -165,8 +181,12 @@ def test_a_worker_killed_three_times_under_load_comes_back_each_time_and_clients
                 kills += 1
     finally:
         client.close()
+        done.set()
+        loader.join(WAIT)  # each of its requests ends within 4 x 0.25 s: a hang shows here
+    assert not loader.is_alive()
     print(f"reliability: worker SIGKILLed 3 times: {answered} requests answered by {len(pids)} workers, "
-          f"{timeouts} RequestTimeouts, {client.timeouts} attempts timed out and were retried")
+          f"{timeouts} RequestTimeouts, {client.timeouts} attempts timed out and were retried; the second "
+          f"client: {load['answered']} answered, {load['timeouts']} RequestTimeouts (4 attempts of 0.25 s)")
     assert len(pids) == 4 and timeouts == 0
     assert supervising.shutdown() == 0  # and its worker with it
     assert all(_gone(pid) for pid in pids)
