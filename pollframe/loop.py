@@ -33,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+import types
 import weakref
 from typing import Any, Callable, Coroutine, Deque, Generic, Optional, Sequence, Type, TypeVar, Union
 
@@ -63,6 +64,7 @@ ErrorHandler = Callable[[BaseException, str], None]
 _POLLERR = int(zmq.POLLERR)
 _UNDRAINABLE = frozenset({zmq.REQ, zmq.REP})
 _UNSET: Any = object()
+_FunctionType = types.FunctionType
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 
 
@@ -339,7 +341,8 @@ class PollLoop:
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """Run ``callback(*args)`` on the next pass; returns a :class:`Handle` to cancel it."""
-        _check_callable(callback)
+        if type(callback) is not _FunctionType or callback.__code__.co_flags & _CO_COROUTINE:
+            _check_callable(callback)  # the fast path above: a plain function, not an async def
         handle = Handle(callback, args)
         self.__ready.append(handle)  # a closed loop's queue refuses it
         return handle
@@ -352,12 +355,14 @@ class PollLoop:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once, ``delay`` seconds from now."""
-        _check_callable(callback)
+        if type(callback) is not _FunctionType or callback.__code__.co_flags & _CO_COROUTINE:
+            _check_callable(callback)  # the fast path above: a plain function, not an async def
         return self.__timers.call_later(self.time(), delay, callback, args)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once at ``when``, on the ``time()`` clock."""
-        _check_callable(callback)
+        if type(callback) is not _FunctionType or callback.__code__.co_flags & _CO_COROUTINE:
+            _check_callable(callback)  # the fast path above: a plain function, not an async def
         return self.__timers.call_at(when, callback, args)
 
     def call_every(self, interval: float, callback: Callable[..., Any], *args: Any) -> Timer:
