@@ -290,3 +290,44 @@ def test_a_partition_that_isolates_one_majordomo_worker_loses_no_request(hosts: 
     assert served_by[50:] == [b"right"] * 150  # a request sent to "left" was retried to "right"
     print(f"\nmultihost: MDP, 200 requests, none lost; {client.timeouts} attempt(s) timed out and were "
           "retried to the other worker")
+
+
+def test_requests_in_flight_on_a_requester_each_end_once_across_a_partition_and_the_heal(
+    hosts: Hosts,
+) -> None:
+    from pollframe.requester import Requester
+
+    net = hosts(2)
+    client_host, pong_host = net
+    pong = pong_host.start(PongProc(pong_host.address))
+    loop = PollLoop()
+    # Four attempts span a second: room for TCP's own retransmission, backed off during the cut.
+    requester = Requester(loop, client_host.context(), pong.endpoint, timeout=0.25, retries=4)
+    outcomes: dict[int, List[Any]] = {}
+
+    def send(numbers: range) -> None:
+        for n in numbers:
+            record = outcomes.setdefault(n, []).append
+            requester.request("ping", n, on_reply=record, on_error=record)
+
+    def settled(count: int) -> Callable[[], bool]:
+        return lambda: sum(map(len, outcomes.values())) == count
+
+    try:
+        send(range(300))  # many in flight at once on one DEALER
+        run_until(loop, settled(300), timeout=10, what="300 outcomes")
+        net.partition(client_host, pong_host)
+        send(range(300, 310))
+        run_until(loop, settled(310), timeout=10, what="the partitioned requests' outcomes")
+        net.heal()
+        send(range(310, 1000))
+        run_until(loop, settled(1000), timeout=20, what="1,000 outcomes")
+    finally:
+        requester.close()
+        loop.close()
+    assert all(len(outcome) == 1 for outcome in outcomes.values())  # exactly one outcome each
+    timed_out = sorted(n for n, (outcome,) in outcomes.items() if isinstance(outcome, RequestTimeout))
+    assert set(range(300, 310)) <= set(timed_out)
+    for n, (outcome,) in outcomes.items():
+        assert n in timed_out or tuple(outcome) == ("pong", [n], {}), (n, outcome)
+    assert not set(range(310, 1000)) & set(timed_out), "requests after the heal timed out"
