@@ -105,6 +105,8 @@ class Monitor:
         events: Optional[int] = None,
     ) -> None:
         self.callback = callback
+        #: The mask libzmq was given (None: all events); fixed for the monitor's life.
+        self.events = events
         self._watched = sock
         self._loop = loop
         self.socket: Optional[zmq.Socket] = sock.get_monitor_socket(events)

@@ -210,9 +210,11 @@ class Stream:
         ("connected", "disconnected", "accepted", "handshake_failed_auth",
         "closed", ...), ``.event`` (the ``zmq.EVENT_*`` int), ``.value``,
         ``.endpoint`` and ``.reason`` (why a ``*_failed`` event failed).
-        ``events`` masks which ``zmq.EVENT_*`` to report (default all); it
-        is fixed when monitoring starts. ``None`` stops monitoring and closes
-        the monitor socket; so does :meth:`close`. Call it before
+        ``events`` masks which ``zmq.EVENT_*`` to report (default all). libzmq
+        fixes it when monitoring starts, so a new callback for a running
+        monitor takes no mask: a different one raises ``ValueError`` rather
+        than be ignored (``on_event(None)`` first). ``None`` stops monitoring
+        and closes the monitor socket; so does :meth:`close`. Call it before
         ``connect``/``bind`` to see their first events.
         """
         self._check_owner()
@@ -220,6 +222,11 @@ class Stream:
             self._stop_monitor()
         elif self._monitor is None:
             self._monitor = Monitor(self.socket, self.loop, callback, events)
+        elif events is not None and events != self._monitor.events:
+            raise ValueError(
+                f"{self.socket!r} is monitored for events {self._monitor.events!r}; "
+                "libzmq cannot change the mask of a running monitor: on_event(None) first"
+            )
         else:
             self._monitor.callback = callback
 

@@ -143,6 +143,17 @@ def test_on_event_with_a_new_callback_hands_the_next_events_to_it_on_the_same_mo
     stream.close()
 
 
+def test_on_event_with_another_event_mask_for_a_running_monitor_raises_and_keeps_the_monitor(ctx, loop):
+    stream, events = monitored(ctx, loop, zmq.ROUTER)
+    monitor = stream._monitor
+    with pytest.raises(ValueError, match="on_event"):
+        stream.on_event(print, zmq.EVENT_LISTENING)
+    assert stream._monitor is monitor and monitor.callback == events.append
+    stream.socket.bind("tcp://127.0.0.1:*")
+    run_until(loop, events.heard("listening"))
+    stream.close()
+
+
 def test_an_event_names_itself_and_says_why_a_failure_failed():
     bind_failed = parse_event([struct.pack("=hi", zmq.EVENT_BIND_FAILED, errno.EADDRINUSE), b"tcp://127.0.0.1:1"])
     assert bind_failed == SocketEvent("bind_failed", zmq.EVENT_BIND_FAILED, errno.EADDRINUSE, "tcp://127.0.0.1:1")
