@@ -69,8 +69,9 @@ class QueueFull(RuntimeError):
 class Stream:
     """Wraps ``sock`` for use on ``loop``: ``on_recv`` callbacks and non-blocking, queued sends.
 
-    The thread that makes a Stream owns it: ``send*``, ``flush`` and
-    ``on_recv`` from any other thread raise ``RuntimeError``. Make the
+    The thread that makes a Stream owns it: ``send*``, ``flush``,
+    ``on_recv``, ``pause``, ``resume`` and ``on_event`` from any other
+    thread raise ``RuntimeError``. Make the
     stream in the thread that runs its loop, and reach it from other
     threads with ``loop.call_soon_threadsafe(stream.send, data)``.
     """
