@@ -129,6 +129,8 @@ def test_a_new_connection_gets_the_full_liveness_period(clocked_loop, fake_clock
     assert rs.generation == 2
     run_for(clocked_loop, fake_clock, 2.9)
     assert rs.generation == 2 and rs.connected
+    run_for(clocked_loop, fake_clock, 1.0)  # silent for the full period (+ one check interval): gone again
+    assert factory.made[1].closed and rs.reconnects == 2
 
 
 def test_close_stops_reconnecting(clocked_loop, fake_clock, factory):
