@@ -190,6 +190,16 @@ def sink_pf_stream(socks: Sequence[zmq.Socket], n: int) -> Run:
     return loop.run
 
 
+def sink_pf_stream_traced(socks: Sequence[zmq.Socket], n: int) -> Run:
+    """Stream.on_recv(cb) with the tracer on (POLLFRAME_TRACE), writing to a temporary directory."""
+    import tempfile
+
+    from pollframe import trace
+
+    trace.enable(tempfile.mkdtemp(prefix="pollframe-bench-trace-"))
+    return sink_pf_stream(socks, n)
+
+
 # ----------------------------------------------------------------- echoes
 
 
@@ -387,6 +397,7 @@ SINKS: Dict[str, Callable[[Sequence[zmq.Socket], int], Run]] = {
     "pf-single": sink_pf_single,
     "pf-stream": sink_pf_stream,
     "pf-epoll": sink_pf_epoll,
+    "pf-stream-traced": sink_pf_stream_traced,  # only in the tracing scenario (not an echo)
 }
 
 ECHOES: Dict[str, Callable[[zmq.Socket, int, Sequence[zmq.Socket]], Run]] = {
@@ -413,4 +424,4 @@ SLOW = {"zmqstream": 4, "zmq.asyncio": 4}
 def count_for(competitor: str, n: int) -> int:
     """How many messages (round trips) this competitor is measured over."""
     return max(1, n // SLOW.get(competitor, 1))
-NEEDS_POLLFRAME = {"pf-register", "pf-single", "pf-stream", "pf-epoll"}
+NEEDS_POLLFRAME = {"pf-register", "pf-single", "pf-stream", "pf-epoll", "pf-stream-traced"}

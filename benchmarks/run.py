@@ -37,6 +37,7 @@ import resources  # noqa: E402
 import targets  # noqa: E402
 import tickets  # noqa: E402
 import timers  # noqa: E402
+import tracecost  # noqa: E402
 from competitors import ECHOES, NEEDS_POLLFRAME, NEEDS_TORNADO, SLOW  # noqa: E402
 import harness  # noqa: E402
 from harness import Case, MeasurementError, Results, format_table, progress, versions  # noqa: E402
@@ -72,6 +73,7 @@ SCENARIOS: Dict[str, List[Builder]] = {
     "e2e": [endtoend.e2e_cases],
     "memory": [lambda s, c: resources.resource_cases(s, c)[:1]],
     "idle": [lambda s, c: resources.resource_cases(s, c)[1:]],
+    "tracing": [tracecost.trace_cases],
     "embed": [embedding.embed_cases],
     "broker": [broker.broker_cases],
     "requests": [calls.request_cases],

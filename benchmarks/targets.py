@@ -85,6 +85,8 @@ def check(results: Results, sizes: Any) -> List[str]:
         ("@message async def ping >= 0.7x @message def ping",
          ("requests", "PongProc handler", "async-handler"), ("requests", "PongProc handler", "plain-handler"),
          0.7),
+        ("traced Stream streaming >= 0.3x untraced",
+         ("tracing", "streaming", "pf-stream-traced"), ("tracing", "streaming", "pf-stream"), 0.3),
         ("PongProc >= 0.8x raw JSON REP loop",
          ("end to end", "JSON ping-pong", "PongProc"), ("end to end", "JSON ping-pong", "raw-json-rep"), 0.8),
         ("SessionGuard's own check >= 0.7x the properties reader it sits on",
