@@ -872,3 +872,20 @@ def test_a_second_stop_ends_the_drain_at_once(tcp_endpoint):
     started = time.monotonic()
     proc.run()  # without the second stop: 60 s (the test's timeout fails it first)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="Python 3.12 added the fork-with-threads warning")
+def test_starting_a_default_child_while_a_thread_runs_warns_nothing(start_process):
+    import warnings
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start_process(EchoProc("127.0.0.1"))
+    finally:
+        stop.set()
+        other.join()
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)] == []
