@@ -8,6 +8,7 @@ registers it here when it is not (a checkout run with ``python -m pytest``).
 from __future__ import annotations
 
 import itertools
+import signal
 
 import pytest
 import zmq
@@ -19,6 +20,11 @@ from pollframe.testing.sockets import terminate_context
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A shell started without job control runs background commands with SIGINT ignored, and an ignored
+    # signal stays ignored across exec: every child a test starts would then ignore the SIGINT the test
+    # sends it. Python's own handler is reset to the default in an exec'd child, so restore it here.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not config.pluginmanager.has_plugin("pollframe"):
         config.pluginmanager.register(pollframe.testing.plugin, "pollframe")
 
