@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import multiprocessing
@@ -613,6 +614,16 @@ def test_a_reply_that_cannot_be_sent_is_counted_and_the_next_message_still_handl
     assert all(record.exc_info is None for record in caplog.records), "one line, no traceback"
 
 
+def test_replies_that_cannot_be_sent_are_logged_throttled_to_powers_of_ten(caplog):
+    pong = Pong(reply_stream=RefusingStream())
+    with caplog.at_level(logging.WARNING, logger="pollframe.handler"):
+        for n in range(100):
+            pong([f'["ping", [{n}], {{}}]'.encode()])
+    assert pong.errors["reply_failed"] == 100
+    assert [r.getMessage().rsplit("(", 1)[1] for r in caplog.records] == [
+        f"{n} failed so far)" for n in (1, 10, 100)]
+
+
 # ------------------------------------------------- replies that come later
 
 
@@ -723,6 +734,7 @@ def test_an_async_handler_still_waiting_when_the_loop_closes_is_cancelled_withou
     handler = Later(reply_stream=stream, loop=loop, always_reply=True)
     handler(routed(b"a", ["lookup", ["k"], {"delay": 3600}]))
     loop.close()
+    gc.collect()  # the token goes with the cancelled task: it must not count as forgotten
     assert stream.sent == [] and handler.errors == {} and "token" not in caplog.text
 
 
@@ -807,12 +819,18 @@ def test_send_puts_a_message_that_is_not_a_reply_on_the_handlers_stream():
 # ------------------------------------------------------ limits against one peer
 
 
-def test_peer_fault_warnings_are_throttled_to_powers_of_ten_while_the_counts_stay_exact(pong, stream, caplog):
+@pytest.mark.parametrize("junk, kind, answered", [
+    ([b"\xff junk"], "not_json", 1000),
+    ([b"x"] * 100 + [b'["ping", [1], {}]'], "bad_envelope", 0),  # refused before decoding, never answered
+])
+def test_peer_fault_warnings_are_throttled_to_powers_of_ten_while_the_counts_stay_exact(
+    pong, stream, caplog, junk, kind, answered
+):
     with caplog.at_level(logging.WARNING, logger="pollframe.handler"):
         for _ in range(1000):
-            pong([b"\xff junk"])
-    assert pong.errors == {"not_json": 1000}
-    assert len(stream.sent) == 1000  # every one is still answered
+            pong(junk)
+    assert pong.errors == {kind: 1000}
+    assert len(stream.sent) == answered
     lines = [r.getMessage() for r in caplog.records if r.name == "pollframe.handler"]
     assert len(lines) == 4 and [line.rsplit("(", 1)[1] for line in lines] == [
         f"{n} refused so far)" for n in (1, 10, 100, 1000)]

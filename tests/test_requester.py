@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 from typing import Any, Callable, Iterator
@@ -187,6 +188,20 @@ def test_a_reply_without_the_id_envelope_is_dropped_and_counted_as_malformed(
     server.send_multipart([peer, b'["pong", [1], {}]'])
     run_until(clocked_loop, lambda: req.malformed == 1)
     assert outcomes.got == [] and req.pending() == 1
+
+
+def test_malformed_replies_are_logged_throttled_to_powers_of_ten_with_the_count_exact(
+    requesters, server, clocked_loop, outcomes, caplog
+):
+    req = requesters()
+    req.request("ping", 1, **outcomes.of("p"))
+    peer = server.recv_multipart()[0]
+    with caplog.at_level(logging.WARNING, logger="pollframe.requester"):
+        for _ in range(100):
+            server.send_multipart([peer, b'["pong", [1], {}]'])
+        run_until(clocked_loop, lambda: req.malformed == 100)
+    assert [r.getMessage().rsplit(";", 1)[1] for r in caplog.records] == [
+        f" {n} such dropped so far" for n in (1, 10, 100)]
 
 
 def test_past_max_in_flight_a_request_is_refused_with_too_many_requests_and_nothing_is_sent(
