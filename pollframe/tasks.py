@@ -202,7 +202,9 @@ class Task(Awaitable[T]):
 
     def __await__(self) -> Generator[Waiter, None, T]:
         if self._state == "pending":
-            waiter = Waiter()
+            # As asyncio does: a task that stops waiting on this one (cancelled, timed out by
+            # wait_for) cancels it, so nothing it awaits is left running for nobody.
+            waiter = Waiter(self.cancel)
             self._callbacks.append(lambda _task: waiter.set_result(None))
             yield from waiter.__await__()
         return self.result()
@@ -319,7 +321,8 @@ async def wait_for(aw: Awaitable[T], seconds: float) -> T:
     """Await ``aw``, but raise :class:`Timeout` if it takes more than ``seconds``.
 
     Works on any await inside a task: what ``aw`` was waiting for when the
-    time ran out is abandoned (a request cancelled, a sleep's timer too).
+    time ran out is abandoned (a request cancelled, a sleep's timer too; a
+    task awaited is cancelled).
     """
     task = _current
     if task is None or task.loop is None:

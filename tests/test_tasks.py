@@ -130,6 +130,29 @@ def test_wait_for_puts_a_timeout_on_any_await_and_abandons_what_it_awaited(
     assert clocked_loop.next_deadline() is None  # no timer left behind: the 10 s sleep was cancelled
 
 
+def test_a_task_that_stops_awaiting_another_task_cancels_it_and_what_it_awaited(clocked_loop, fake_clock, req):
+    async def inner() -> None:
+        await req.call("ping", 1)
+
+    async def outer(child) -> str:
+        try:
+            await wait_for(child, 0.1)
+        except Timeout:
+            return "timed out"
+        return "answered"
+
+    child = clocked_loop.spawn(inner())
+    task = clocked_loop.spawn(outer(child))
+    run_for(clocked_loop, fake_clock, 0.1)
+    run_until(clocked_loop, task.done)
+    assert task.result() == "timed out"
+    assert child.cancelled() and req.pending() == 0  # its request was cancelled with it
+    second = clocked_loop.spawn(inner())
+    waiting = clocked_loop.spawn(outer(second))
+    waiting.cancel()
+    assert second.cancelled()
+
+
 def test_cancel_throws_cancelled_where_the_task_waits_runs_its_finally_and_cancels_its_request(
     clocked_loop, req, server
 ):
