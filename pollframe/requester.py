@@ -125,8 +125,8 @@ class Requester:
     ``ctx`` makes the socket(s); the requester never owns or ends it.
     ``timeout`` is the seconds each attempt waits, ``retries`` the number of
     attempts in all (1: no retry); both can be set per request with
-    :meth:`send_request`. ``lockstep`` picks REQ and Lazy Pirate instead of
-    DEALER. ``max_in_flight`` bounds pending requests (default 1,000).
+    :meth:`send_request` and :meth:`send_call`. ``lockstep`` picks REQ and
+    Lazy Pirate instead of DEALER. ``max_in_flight`` bounds pending requests (default 1,000).
     ``codec`` encodes requests and decodes replies (default
     :class:`~pollframe.codec.JsonCodec`); ``sockopts`` are set on every
     socket before it connects.
@@ -276,11 +276,28 @@ class Requester:
         The request is sent at once, when ``call`` is called. Raises the
         errors of :meth:`request`; the await raises those of ``on_error``.
         A task cancelled (or timed out by :func:`~pollframe.tasks.wait_for`)
-        while it awaits cancels the request.
+        while it awaits cancels the request. For a timeout or retries of its
+        own, :meth:`send_call`.
+        """
+        return self.send_call(msg_type, args, kwargs)
+
+    def send_call(
+        self,
+        msg_type: str,
+        args: Any,
+        kwargs: Dict[str, Any],
+        *,
+        timeout: Optional[float] = None,
+        retries: Optional[int] = None,
+    ) -> Waiter:
+        """:meth:`call` with the message given as values, and a policy of its own.
+
+        Separate from :meth:`call` so that a message may have keyword
+        arguments named ``timeout`` or ``retries``.
         """
         waiter = Waiter()
         waiter.on_cancel = self.send_request(msg_type, args, kwargs, waiter.set_result,
-                                             waiter.set_exception).cancel
+                                             waiter.set_exception, timeout=timeout, retries=retries).cancel
         return waiter
 
     def pending(self) -> int:

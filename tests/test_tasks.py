@@ -69,6 +69,24 @@ def test_await_loop_sleep_resumes_the_task_after_that_many_seconds_and_not_befor
     assert woke == [start + 10.0] and task.done()
 
 
+def test_send_call_has_a_timeout_and_retries_of_its_own_and_passes_kwargs_named_like_them(
+    clocked_loop, fake_clock, req, server
+):
+    async def once() -> tuple:
+        try:
+            await req.send_call("wait", [], {"timeout": 9, "retries": 9}, timeout=0.1, retries=1)
+        except RequestTimeout as exc:
+            return clocked_loop.time(), exc.attempts
+        return ()
+
+    start = clocked_loop.time()
+    task = clocked_loop.spawn(once())
+    assert json.loads(server.recv_multipart()[-1]) == ["wait", [], {"timeout": 9, "retries": 9}]
+    run_for(clocked_loop, fake_clock, 0.1)
+    run_until(clocked_loop, task.done)
+    assert task.result() == (start + 0.1, 1) and req.resent == 0  # not the requester's 0.5 s x 2
+
+
 def test_await_call_returns_the_reply_triple(clocked_loop, req, server):
     task = clocked_loop.spawn(_call(req, "ping", 3))
     answer(server, ["pong", [3], {}])
@@ -130,7 +148,9 @@ def test_wait_for_puts_a_timeout_on_any_await_and_abandons_what_it_awaited(
     assert clocked_loop.next_deadline() is None  # no timer left behind: the 10 s sleep was cancelled
 
 
-def test_a_task_that_stops_awaiting_another_task_cancels_it_and_what_it_awaited(clocked_loop, fake_clock, req):
+def test_a_task_that_stops_awaiting_another_task_cancels_it_and_what_it_awaited(
+    clocked_loop, fake_clock, req
+):
     async def inner() -> None:
         await req.call("ping", 1)
 
