@@ -23,13 +23,16 @@ Coroutine handler: PongProc's handler with ``@message async def ping``
 against the plain ``@message def ping`` one, each served by a Stream on a
 PollLoop and timed by a raw REQ client.
 
-Pinning: client and server each get a CPU of their own (``--pin none``
-leaves them unpinned), whatever ``--pin`` says for the other round-trip
-cases. Pipelining is there to keep two processes busy at once; on one
-shared CPU a rate only says how much CPU a request costs all four threads
-(two processes, two libzmq I/O threads) together, and the blocking REQ
-baseline, which then never waits for another core, comes out twice as fast
-as on two (measured: 17k/s pinned together, 8k/s apart).
+Pinning: ``--pin`` places client and server as in the other round-trip
+scenarios, and the pipelined and lockstep cases are measured under the
+other placement too (``same`` adds ``split`` and the reverse; ``none``
+only unpinned), so that both figures appear side by side, named by their
+CPUs. They answer different questions. On one CPU a rate is the CPU cost
+of a request for all four threads together (two processes, two libzmq I/O
+threads), and the blocking REQ baseline, which then never waits for
+another core, comes out twice as fast as on two (measured: 17k/s pinned
+together, 8k/s apart). On two CPUs pipelining keeps both processes busy
+at once, which is what it is for.
 """
 from __future__ import annotations
 
@@ -53,13 +56,13 @@ LOCKSTEP = ["raw-REQ", "Requester-lockstep"]
 HANDLERS = ["plain-handler", "async-handler"]
 
 
-def _pin(role: str) -> None:
-    """A CPU each for client and server, unless the run said ``--pin none``."""
-    import os
+#: How each placement is named in a case: "pipelined x64, 1 CPU".
+CPUS = {"same": "1 CPU", "split": "2 CPUs", "none": "unpinned"}
 
-    cpus = sorted(os.sched_getaffinity(0))
-    if harness.PIN_ROUND_TRIPS != "none" and len(cpus) > 1:
-        os.sched_setaffinity(0, {cpus[0] if role == "server" else cpus[1]})
+
+def placements(pin: str) -> List[str]:
+    """The run's own ``--pin`` first, then the other pinned one (none: only unpinned)."""
+    return {"same": ["same", "split"], "split": ["split", "same"]}.get(pin, [pin])
 
 
 def _request(i: int) -> bytes:
@@ -71,7 +74,7 @@ def _request(i: int) -> bytes:
 
 def echo_server(link: Connection, params: Dict[str, Any]) -> None:
     """A raw ROUTER echo: every message goes back as it came, envelope and all."""
-    _pin("server")
+    harness.pin_round_trip("server", params["pin"])
     ctx = new_context()
     sock = ctx.socket(zmq.ROUTER)
     sock.sndhwm = sock.rcvhwm = 0
@@ -94,7 +97,7 @@ def echo_server(link: Connection, params: Dict[str, Any]) -> None:
 
 def handler_server(link: Connection, params: Dict[str, Any]) -> None:
     """PongProc's message tier on a ROUTER Stream, its handler plain or async."""
-    _pin("server")
+    harness.pin_round_trip("server", params["pin"])
     from pollframe.handler import MessageHandler, message
     from pollframe.loop import PollLoop
     from pollframe.stream import Stream
@@ -309,7 +312,7 @@ CLIENTS: Dict[str, Callable[[str, int], float]] = {
 
 
 def client(link: Connection, params: Dict[str, Any]) -> float:
-    _pin("client")
+    harness.pin_round_trip("client", params["pin"])
     endpoint = link.recv()
     try:
         return CLIENTS[params["competitor"]](endpoint, params["n"])
@@ -317,21 +320,26 @@ def client(link: Connection, params: Dict[str, Any]) -> float:
         link.send("done")
 
 
-def measure(competitor: str, *, n: int, server: Any = echo_server) -> float:
-    _, rate = run_pair(server, client, {"competitor": competitor, "n": n}, TIMEOUT_S)
+def measure(competitor: str, *, n: int, pin: str, server: Any = echo_server) -> float:
+    _, rate = run_pair(server, client, {"competitor": competitor, "n": n, "pin": pin}, TIMEOUT_S)
     return float(rate)
 
 
 def request_cases(sizes: Any, competitors: List[str]) -> List[Case]:
     pipelined = [c for c in PIPELINED if c != "zmqstream" or "zmqstream" in competitors]
-    return [
-        Case(scenario="requests", case=f"pipelined x{IN_FLIGHT}", competitors=pipelined, unit="req/s",
-             measure=partial(measure, n=sizes.requests),
-             baseline=("requests", f"pipelined x{IN_FLIGHT}", "REQ-lockstep")),
-        Case(scenario="requests", case="lockstep", competitors=LOCKSTEP, unit="rt/s",
-             measure=partial(measure, n=sizes.requests // 2),
-             baseline=("requests", "lockstep", "raw-REQ")),
-        Case(scenario="requests", case="PongProc handler", competitors=HANDLERS, unit="rt/s",
-             measure=partial(measure, n=sizes.requests // 2, server=handler_server),
-             baseline=("requests", "PongProc handler", "plain-handler")),
-    ]
+    cases = []
+    for pin in placements(harness.PIN_ROUND_TRIPS):
+        where = CPUS[pin]
+        cases += [
+            Case(scenario="requests", case=f"pipelined x{IN_FLIGHT}, {where}", competitors=pipelined,
+                 unit="req/s", measure=partial(measure, n=sizes.requests, pin=pin),
+                 baseline=("requests", f"pipelined x{IN_FLIGHT}, {where}", "REQ-lockstep")),
+            Case(scenario="requests", case=f"lockstep, {where}", competitors=LOCKSTEP, unit="rt/s",
+                 measure=partial(measure, n=sizes.requests // 2, pin=pin),
+                 baseline=("requests", f"lockstep, {where}", "raw-REQ")),
+        ]
+    pin = harness.PIN_ROUND_TRIPS  # a ratio of two handlers' CPU cost: one placement is enough
+    cases.append(Case(scenario="requests", case="PongProc handler", competitors=HANDLERS, unit="rt/s",
+                      measure=partial(measure, n=sizes.requests // 2, pin=pin, server=handler_server),
+                      baseline=("requests", "PongProc handler", "plain-handler")))
+    return cases
