@@ -54,7 +54,6 @@ from pollframe.address import parse_address
 from pollframe.client import check_policy, connect_socket
 from pollframe.codec import Codec, JsonCodec, Triple
 from pollframe.errors import (
-    MessageError,
     RemoteError,
     RequesterClosed,
     RequestTimeout,
@@ -445,10 +444,7 @@ class Requester:
         p.done = True
         try:
             reply = self.codec.decode(frame)
-        except MessageError as exc:
-            self._call(p.on_error, exc, p)
-            return
-        except Exception as exc:  # a replacement codec's own failure
+        except Exception as exc:  # a MessageError, or a replacement codec's own failure
             self._call(p.on_error, exc, p)
             return
         if reply[0] == "error":

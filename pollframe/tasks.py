@@ -365,13 +365,11 @@ def loop_closing(loop: Any) -> None:
         if close is not None:
             try:
                 close()
-            except Exception:  # one failure must not keep the loop open
+            except Exception as exc:  # one failure must not keep the loop open
                 report = getattr(loop, "report", None)
                 if report is None:
                     raise
-                import sys
-
-                report(sys.exc_info()[1], f"closing {close!r} with its loop")
+                report(exc, f"closing {close!r} with its loop")
 
 
 def cancel_all(loop: Any) -> int:
