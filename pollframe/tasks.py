@@ -16,9 +16,11 @@ it as a TypeError at once: asyncio's awaitables have no loop here.
 Cancelling a task throws :class:`Cancelled` into the coroutine where it is
 suspended, at once, after abandoning what it awaited (a pending request is
 cancelled, a sleep's timer too); ``finally`` blocks run. A timeout on any
-await (:func:`wait_for`) is a timer that throws :class:`Timeout` the same
-way. A task that raises goes to the loop's error policy
-(``loop.report``), like a callback; awaiting it, or its ``result()``,
+await (:func:`wait_for`) is a timer that cancels the same way, and the
+wait_for that set it turns that into :class:`Timeout`, so that code inside
+it sees a cancellation, not a timeout of its own (as asyncio's timeouts
+do). A task that raises goes to the loop's error policy (``loop.report``),
+like a callback; awaiting it, or its ``result()``,
 raises the same exception. Tasks still pending when their loop closes are
 cancelled by ``PollLoop.close``, which then closes what registered with
 :func:`close_with` (a Requester: its pending requests get their
@@ -59,6 +61,14 @@ class Cancelled(BaseException):
 
 class Timeout(TimeoutError):
     """An await did not complete within the time :func:`wait_for` gave it."""
+
+
+class _Expired(Cancelled):
+    """What a :func:`wait_for` timer throws into its task; that wait_for alone turns it into Timeout.
+
+    Not a Timeout on its way up: an ``except Timeout`` around an inner
+    wait_for would take an outer one's expiry for its own and carry on.
+    """
 
 
 class Waiter:
@@ -327,15 +337,19 @@ async def wait_for(aw: Awaitable[T], seconds: float) -> T:
     task = _current
     if task is None or task.loop is None:
         raise RuntimeError("wait_for() runs inside a task on a loop (loop.spawn)")
-    expired = Timeout(f"no result within {seconds:g} s")
+    expired = _Expired()
     timer = task.loop.call_later(seconds, _expire, task, expired)
     try:
         return await aw
+    except _Expired as exc:
+        if exc is not expired:  # an outer wait_for's: it is that one's to turn into Timeout
+            raise
+        raise Timeout(f"no result within {seconds:g} s") from None
     finally:
         timer.cancel()
 
 
-def _expire(task: Task[Any], exc: Timeout) -> None:
+def _expire(task: Task[Any], exc: _Expired) -> None:
     if task._state == "pending":
         task._interrupt(exc)
 

@@ -333,3 +333,25 @@ def test_at_loop_close_a_task_awaiting_a_request_is_cancelled_before_the_request
     task = loop.spawn(asking())
     loop.close()
     assert seen == [Cancelled] and task.cancelled() and req.closed
+
+
+def test_an_outer_timeout_is_not_caught_by_an_inner_wait_for_handler_of_its_own_timeout(
+    clocked_loop, fake_clock
+):
+    async def fetch() -> str:
+        try:
+            await wait_for(clocked_loop.sleep(10.0), 5.0)
+        except Timeout:
+            return "inner timed out"  # its own timeout only: 5 s
+        return "slept"
+
+    async def outer() -> str:
+        try:
+            return await wait_for(fetch(), 1.0)
+        except Timeout:
+            return "outer timed out"
+
+    task = clocked_loop.spawn(outer())
+    run_for(clocked_loop, fake_clock, 1.0)
+    run_until(clocked_loop, task.done)
+    assert task.result() == "outer timed out"
