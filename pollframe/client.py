@@ -20,9 +20,8 @@ repeat, or pass ``retries=1``.
 The client is meant for programs and tests that may block: a command-line
 tool, a main job talking to its processes. Inside a :class:`PollLoop`
 process use a :class:`~pollframe.requester.Requester` instead. One client
-serves one thread; make it in the
-process that uses it (it may own a zmq context, and a context must not
-cross a fork).
+serves one thread; make it in the process that uses it (it may own a zmq
+context, and a context must not cross a fork).
 
 Deadlines and signals: pyzmq restarts a ``zmq_poll`` interrupted by a
 signal with the elapsed time rounded down to whole seconds, so under a
@@ -217,6 +216,7 @@ def connect_socket(
 
 
 def check_policy(timeout: float, retries: int) -> None:
+    """Refuse a retry policy at the call that gives it, not at the first request that uses it."""
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:

@@ -243,10 +243,9 @@ class Requester:
         """Refuse a request the requester cannot take now (closed, bad policy, too many pending)."""
         if self._closed:
             raise RequesterClosed(f"the Requester for {self.endpoint} is closed")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if retries is not None:
-            check_policy(self.timeout if timeout is None else timeout, retries)
+        if timeout is not None or retries is not None:
+            check_policy(self.timeout if timeout is None else timeout,
+                         self.retries if retries is None else retries)
         pending = self._pending
         if len(pending) >= self.max_in_flight:
             raise TooManyRequests(f"{len(pending)} requests to {self.endpoint} are pending "

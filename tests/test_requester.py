@@ -276,6 +276,15 @@ def test_a_bad_policy_is_refused_when_the_requester_is_made(clocked_loop, zmq_co
             Requester(clocked_loop, zmq_context, "tcp://127.0.0.1:1", **bad)
 
 
+def test_a_bad_policy_of_one_request_is_refused_and_nothing_is_sent(requesters, server, outcomes):
+    req = requesters()
+    for bad in ({"timeout": 0}, {"timeout": -1.0}, {"retries": 0}, {"retries": True}):
+        with pytest.raises(ValueError):
+            req.send_request("ping", [1], {}, **outcomes.of("p"), **bad)
+    assert req.pending() == 0
+    server.expect_nothing(within=0.05)
+
+
 # ------------------------------------------------------------------ lockstep
 
 
