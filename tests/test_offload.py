@@ -165,3 +165,16 @@ def test_a_closed_offload_refuses_work_and_cancels_what_had_not_started(loop):
     assert ran == []
     with pytest.raises(RuntimeError, match="closed"):
         pool.run(print, on_done=print)
+
+
+def test_an_outcome_that_arrives_after_its_loop_closed_is_dropped_with_a_warning(loop, caplog):
+    release = threading.Event()
+    results = []
+    pool = Offload(loop, max_workers=1)
+    pool.run(blocked_until(release, "too late"), on_done=results.append)
+    loop.close()
+    with caplog.at_level("WARNING", logger="pollframe"):
+        release.set()
+        pool.close()  # joins the worker, which has tried to hand the outcome back by then
+    assert results == []
+    assert "after its loop closed" in caplog.text
