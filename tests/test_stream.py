@@ -230,15 +230,12 @@ def test_a_second_request_on_a_req_stream_waits_for_the_first_reply_and_all_go_o
     assert stream.queued() == 2
     served = []
 
-    def serve_one():
-        if rep.poll(0):
-            request = rep.recv()
-            served.append(request)
-            rep.send(b"reply to " + request)
+    def serve(frames):
+        served.append(frames[0])
+        rep.send(b"reply to " + frames[0])
 
-    ticker = loop.call_every(0.001, serve_one)
+    loop.register(rep, serve)
     run_until(loop, lambda: len(replies) == 3)
-    ticker.cancel()
     assert served == [b"request 0", b"request 1", b"request 2"]
     assert replies == [[b"reply to request 0"], [b"reply to request 1"], [b"reply to request 2"]]
     assert stream.queued() == 0
