@@ -83,6 +83,22 @@ def test_a_handler_that_raises_leaves_with_disconnect_and_registers_anew(clocked
     w.close()
 
 
+def test_a_reply_whose_connection_was_replaced_while_the_handler_ran_is_dropped(
+        clocked_loop, fake_clock, factory):
+    def reconnecting(body):  # stands in for anything that replaces the connection meanwhile
+        w.connection.reconnect()
+        return body
+
+    w = Worker(clocked_loop, "echo", reconnecting, factory, heartbeat=HB, backoff=0.5)
+    first = factory.current
+    first.deliver(mdp.worker_request(b"C", [b"x"]))
+    run_for(clocked_loop, fake_clock, 0.5)
+    assert first.sent == [READY] and factory.current is not first
+    assert factory.current.sent == [READY]  # the reply was not sent to the new broker connection
+    assert w.served == 0 and w.connection.dropped == 1
+    w.close()
+
+
 def test_a_message_that_is_not_mdp_is_dropped_and_counted(worker, factory):
     factory.current.deliver([b"", b"MDPW02", b"\x02"])
     assert worker.invalid == 1

@@ -113,17 +113,19 @@ class Worker:
             self.connection.reconnect()
 
     def _serve(self, request: Request) -> None:
-        generation = self.connection.generation
+        # The handler runs synchronously, so its reply goes out on the
+        # connection the request came on, or is dropped if that one was
+        # closed meanwhile (no connection is open during the backoff).
         try:
             body = list(self.handler(request.body))
             frames = self.session.reply(request, body, self.loop.time())
         except Exception as exc:
             self.failed += 1
             self.loop.report(exc, f"mdp worker {self.session.service!r} handler {self.handler!r}")
-            self.connection.send_multipart(self.session.disconnect(), generation=generation)
+            self.connection.send_multipart(self.session.disconnect())
             self.connection.reconnect()
             return
-        if self.connection.send_multipart(frames, generation=generation):
+        if self.connection.send_multipart(frames):
             self.served += 1
 
     def _heartbeat(self) -> None:
