@@ -264,6 +264,7 @@ class PollLoop:
         properties: Sequence[str] = (),
         max_msg_size: Optional[int] = None,
         max_frames: Optional[int] = None,
+        traced: bool = True,
     ) -> EventHandler:
         """Low level: build the draining ``handler(revents)`` that ``register`` installs for ``sock``.
 
@@ -272,6 +273,8 @@ class PollLoop:
         unregisters, re-registers or closes its socket ends it. A Stream
         wraps the reader in its own handler and passes that as ``owner``.
         ``properties``, ``max_msg_size`` and ``max_frames`` as for ``register``.
+        ``traced=False`` keeps a socket that is pollframe's own plumbing (a
+        Stream's monitor) out of the tracer's record of the conversation.
         """
         _check_callable(callback)
         check_blocking_socket(sock)
@@ -285,7 +288,7 @@ class PollLoop:
         counts.where = registered_at()
         counts.callback = safe_repr(callback)
         recorder = trace.recorder()
-        if recorder is not None:  # decided here, once: an untraced reader is the plain one
+        if recorder is not None and traced:  # decided here, once: an untraced reader is the plain one
             callback = recorder.channel_for(sock).receiving(callback, multipart=multipart)
         return make_reader(
             sock, callback,

@@ -110,7 +110,9 @@ class Monitor:
         self._watched = sock
         self._loop = loop
         self.socket: Optional[zmq.Socket] = sock.get_monitor_socket(events)
-        loop.register(self.socket, self._deliver)
+        # What register() does, untraced: the PAIR socket is plumbing, and its
+        # events recorded as messages would split the traced conversation.
+        loop.watch(self.socket, loop.reader(self.socket, self._deliver, traced=False), zmq.POLLIN)
 
     def _deliver(self, frames: list) -> None:
         self.callback(parse_event(frames))

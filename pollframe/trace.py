@@ -8,7 +8,8 @@ Whether a socket is traced is decided once, when its reader is built
 (``PollLoop.register``, ``Stream.on_recv``) or its Stream is made: a traced
 one gets a wrapped callback or send method, an untraced one the plain
 path, so tracing off costs nothing per message. Sockets made before
-tracing was enabled stay untraced.
+tracing was enabled stay untraced, and so does a Stream's monitor socket
+(``on_event``): pollframe's own plumbing, not part of the conversation.
 
 Each process writes its own file, ``DIR/<name>-<pid>.pftrace``, in the
 format of :mod:`pollframe.tracefile`: its name, then one record per

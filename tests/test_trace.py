@@ -370,3 +370,26 @@ def test_a_message_recorded_by_its_sender_after_its_receipt_still_comes_before_t
     steps = tracefmt.merge([ping, pong])
     assert [(s.sender.process, s.receiver.process) for s in steps] == [("PingProc", "PongProc"),
                                                                        ("PongProc", "PingProc")]
+
+
+def test_a_traced_stream_with_on_event_records_only_its_own_messages_and_no_monitor_events(
+        tracing, loop_class, ctx):
+    from pollframe.stream import Stream
+    from pollframe.testing import run_until
+
+    loop = loop_class()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer = Stream(ctx.socket(zmq.DEALER), loop)
+    events, replies = [], []
+    dealer.on_event(events.append)
+    dealer.on_recv(replies.append)
+    loop.register(router, lambda frames: router.send_multipart(frames[:1] + [b"pong"]))
+    dealer.socket.connect(f"tcp://127.0.0.1:{port}")
+    dealer.send_multipart([b"ping"])
+    run_until(loop, lambda: replies and any(e.name == "handshake_succeeded" for e in events))
+    dealer.close(linger=0)
+    loop.close()  # writes the trace out
+    assert [(kind, sock_type) for sock_type, kind, _ in records_in(tracing)] == [
+        (tracefile.SENT, "DEALER"), (tracefile.RECEIVED, "ROUTER"), (tracefile.RECEIVED, "DEALER")]
