@@ -232,19 +232,27 @@ def ipc_endpoint(directory: str | os.PathLike[str], name: str = "sock") -> str:
 def terminate_context(ctx: zmq.Context[Any], timeout: float = 5.0) -> None:
     """Close every socket of ``ctx`` with linger 0 and terminate it; never hang.
 
-    The work runs in a helper thread joined with ``timeout``: if
-    ``zmq_ctx_term`` is still blocked then (a socket made on the context
-    is open in another thread, or was made by a copy of the context), this
-    raises :class:`~pollframe.testing.errors.ContextHang` instead of
-    hanging the test run. The helper thread is a daemon and cannot keep
-    the interpreter alive.
+    The sockets are closed here, in the caller's thread: a socket is not
+    thread-safe, and one closed by a helper thread while the garbage
+    collector finalises (and so closes) it in this one aborts the process.
+    Only ``zmq_ctx_term`` runs in a helper thread, joined with ``timeout``:
+    if it is still blocked then (a socket made on the context is open in
+    another thread, or was made by a copy of the context), this raises
+    :class:`~pollframe.testing.errors.ContextHang` instead of hanging the
+    test run. The helper thread is a daemon and cannot keep the
+    interpreter alive.
     """
     __tracebackhide__ = True
     failure: List[BaseException] = []
+    if ctx.closed:
+        return
+    for sock in list(getattr(ctx, "_sockets", None) or ()):
+        if sock is not None and not sock.closed:
+            sock.close(linger=0)
 
     def destroy() -> None:
         try:
-            ctx.destroy(linger=0)
+            ctx.term()
         except BaseException as exc:  # reported in the test's thread
             failure.append(exc)
 
