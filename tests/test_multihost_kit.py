@@ -68,7 +68,8 @@ def test_everything_is_removed_even_when_the_block_raises_with_processes_running
     with pytest.raises(RuntimeError, match="the test failed"):
         with hosts(2) as net:
             made = set(net.namespaces)
-            sleeper = net[0].run([sys.executable, "-c", "import time; time.sleep(60)"])
+            # sleep-ok: the child only has to live until it is killed
+            sleeper = net[0].run([sys.executable, "-c", "import time; time.sleep(60)"])  # sleep-ok
             raise RuntimeError("the test failed")
     assert sleeper.poll() == -signal.SIGKILL
     assert not made & namespaces_listed()
@@ -130,7 +131,7 @@ def test_freeze_and_thaw_stop_and_continue_a_command(hosts: Hosts) -> None:
 
 def test_kill_ends_a_command_with_sigkill(hosts: Hosts) -> None:
     net = hosts(1)
-    proc = net[0].run([sys.executable, "-c", "import time; time.sleep(60)"])
+    proc = net[0].run([sys.executable, "-c", "import time; time.sleep(60)"])  # sleep-ok: lives until killed
     assert net.kill(proc) == -signal.SIGKILL
 
 
