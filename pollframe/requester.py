@@ -10,13 +10,20 @@ The default mode runs on one DEALER socket and keeps many requests in
 flight. Each request carries a correlation id as the first envelope frame,
 ``[id, b"", json]``; a REP server, or a ROUTER server that keeps the envelope
 (PongProc, any ``MessageHandler`` with a reply stream), returns the envelope
-untouched, so a reply names its request. Ids come from a counter and are
-never reused, so a reply that comes after its request timed out or was
-cancelled finds no request: it is dropped and counted in ``late``, never
-given to another request. Each request has its own deadline (a loop timer,
-``timeout`` seconds per attempt); when it passes, the same frames (same id)
-are sent again on the same socket, up to ``retries`` attempts in all, and a
-reply to any attempt completes the request. A DEALER reconnects by itself,
+untouched, so a reply names its request. An id is one 16-byte frame: 8
+random bytes drawn when the Requester is made (``os.urandom``) and then an
+8-byte counter. It is never reused by its Requester, so a reply that comes
+after its request timed out or was cancelled finds no request: it is
+dropped and counted in ``late``, never given to another request. And it is
+unique across requesters, processes and reconnections (two requesters
+share a prefix with odds of 2**-64 per pair), so a server that remembers the ids it
+served (:mod:`pollframe.replycache`) recognises a retried request even when
+it arrives on a new connection, under a new ROUTER routing id.
+
+Each request has its own deadline (a loop timer, ``timeout`` seconds per
+attempt); when it passes, the same frames (same id) are sent again on the
+same socket, up to ``retries`` attempts in all, and a reply to any attempt
+completes the request. A DEALER reconnects by itself,
 so a server restarted on the same address answers the next attempt.
 
 The lockstep mode (``lockstep=True``) is the zguide's Lazy Pirate on REQ,
@@ -43,6 +50,7 @@ repeat, or pass ``retries=1``.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Mapping, Optional, Sequence
 
@@ -78,6 +86,9 @@ _EMPTY = b""
 # The backend's send, without pyzmq's Python layer (routing-id, group and Frame checks this
 # never needs): a request is three frames, so that layer would cost more than the sends.
 _SEND = zmq.backend.Socket.send
+#: A request id: a random prefix per Requester, then a counter of 8 bytes.
+_PREFIX_BYTES = 8
+_ID_BYTES = _PREFIX_BYTES + 8
 
 
 class Pending:
@@ -172,7 +183,8 @@ class Requester:
         self.timeouts = 0
         self.unsent = 0
         self.sockets = 0
-        self._next_id = 0
+        # The prefix and the counter as one int: an id costs one add and one to_bytes.
+        self._next_id = int.from_bytes(os.urandom(_PREFIX_BYTES), "big") << 64
         self._pending: Dict[bytes, Pending] = {}  # insertion order: the order requests were made
         self._waiting: Deque[Pending] = deque()  # lockstep: requests waiting their turn
         self._current: Optional[Pending] = None  # lockstep: the request on the wire
@@ -257,7 +269,7 @@ class Requester:
         retries = self.retries if retries is None else retries
         pending = self._pending
         self._next_id += 1
-        rid = self._next_id.to_bytes(8, "big")
+        rid = self._next_id.to_bytes(_ID_BYTES, "big")
         p = Pending(self, rid, frame, msg_type, on_reply, on_error, timeout, retries)
         pending[rid] = p
         if not self.lockstep:

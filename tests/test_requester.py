@@ -111,6 +111,48 @@ def test_a_request_without_reply_is_sent_again_at_each_deadline_then_fails_with_
     server.expect_nothing(within=0.05)
 
 
+def test_the_ids_of_two_requesters_never_collide_each_being_a_random_prefix_and_a_counter(
+    requesters, server, outcomes
+):
+    first, second = requesters(), requesters()
+    for n in range(20):
+        first.request("ping", n, **outcomes.of(n))
+        second.request("ping", n, **outcomes.of(n))
+    ids = [server.recv_multipart()[1] for _ in range(40)]
+    assert len(set(ids)) == 40  # a plain counter per requester would give each id twice
+    assert {len(rid) for rid in ids} == {16}  # still one frame
+    prefixes = {rid[:8] for rid in ids}
+    assert len(prefixes) == 2
+    for prefix in prefixes:  # after its prefix, each requester counts 1, 2, 3 ...
+        counters = sorted(int.from_bytes(rid[8:], "big") for rid in ids if rid[:8] == prefix)
+        assert counters == list(range(1, 21))
+
+
+def test_a_retry_that_arrives_on_a_new_connection_carries_the_same_id_under_a_new_routing_id(
+    make_socket, zmq_context, clocked_loop, fake_clock, outcomes
+):
+    from pollframe.testing.faultproxy import FaultProxy
+
+    server = make_socket(zmq.ROUTER, bind="tcp://127.0.0.1:*")
+    port = int(server.last_endpoint.decode().rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port)) as proxy:
+        req = Requester(clocked_loop, zmq_context, proxy.endpoint, timeout=0.5, retries=2)
+        try:
+            req.request("ping", 1, **outcomes.of("p"))
+            [peer, rid, _, frame] = server.recv_multipart(timeout=5)
+            proxy.cut()  # the connection breaks; the DEALER makes a new one
+            run_until(clocked_loop, lambda: proxy.connections == 2, what="the reconnection")
+            run_for(clocked_loop, fake_clock, 0.5)
+            [new_peer, new_rid, _, new_frame] = server.recv_multipart(timeout=5)
+            assert new_peer != peer  # to the server, another peer
+            assert (new_rid, new_frame) == (rid, frame)  # but the same request: a reply cache knows it
+            answer(server, [new_peer, new_rid, b"", new_frame], ["pong", [1], {}])
+            run_until(clocked_loop, lambda: outcomes.got)
+        finally:
+            req.close()
+    assert outcomes.got == [("p", "reply", ("pong", [1], {}))]
+
+
 def test_a_reply_to_an_earlier_copy_completes_the_request_and_the_second_reply_is_counted_late(
     requesters, server, clocked_loop, fake_clock, outcomes
 ):
