@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and readers
     from pollframe.peers import PeerTable
     from pollframe.process import ProcessNotReady, ReadyTimeout, ZmqProcess
     from pollframe.reconnect import ReconnectingStream
+    from pollframe.replycache import ReplyCache
     from pollframe.requester import Requester
     from pollframe.stream import QueueFull, Stream
     from pollframe.supervise import GaveUp, RestartPolicy, Supervisor
@@ -72,6 +73,7 @@ _PUBLIC = {
     "ReadyTimeout": "pollframe.process",
     "ReconnectingStream": "pollframe.reconnect",
     "RemoteError": "pollframe.errors",
+    "ReplyCache": "pollframe.replycache",
     "ReplyToken": "pollframe.handler",
     "RequestClient": "pollframe.client",
     "RequestTimeout": "pollframe.errors",
@@ -115,6 +117,7 @@ __all__ = [
     "ReadyTimeout",
     "ReconnectingStream",
     "RemoteError",
+    "ReplyCache",
     "ReplyToken",
     "RequestClient",
     "RequestTimeout",

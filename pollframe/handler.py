@@ -42,14 +42,20 @@ envelope a reply echoes is bounded (``max_envelope_frames``,
 ``bad_envelope`` and never answered, so a peer cannot make the process
 send back what it stuffed into the envelope.
 
+Retried requests. Given a :class:`~pollframe.replycache.ReplyCache` as
+``replies``, a handler executes a request that carries its own id once
+while its entry lives, and answers its copies with the same reply frames
+(see :mod:`pollframe.replycache`).
+
 The message tier imports no zmq (``import pollframe.handler`` loads only
-the codec, the errors and the task runner).
+the codec, the errors, the reply cache and the task runner).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections import Counter
 from typing import Any, Callable, Coroutine, Dict, FrozenSet, Protocol, Sequence, TypeVar, Union, overload
 
@@ -67,6 +73,7 @@ from pollframe.errors import (
     shorten,
     worth_logging,
 )
+from pollframe.replycache import ReplyCache, request_key
 from pollframe.units import MAX_MSG_SIZE
 
 log = logging.getLogger("pollframe.handler")
@@ -79,12 +86,14 @@ FORGOTTEN = "handler dropped its reply token without replying"
 
 # zmq.REP's value: the message tier does not import zmq (a reply stream may
 # be any object with send_multipart), yet it must know a REP socket, whose
-# lockstep a missing reply breaks for good.
+# lockstep a missing reply breaks for good, and a ROUTER, whose first frame is
+# the routing id (not part of a request's own id).
 _ZMQ_REP = 4
+_ZMQ_ROUTER = 6
 
 _MARK = "_pollframe_message_types"
 _INSTANCE_ATTRS = frozenset(
-    {"json_load", "reply_stream", "codec", "max_size", "always_reply", "errors", "loop"}
+    {"json_load", "reply_stream", "codec", "max_size", "always_reply", "errors", "loop", "replies"}
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -175,6 +184,17 @@ class MessageHandler:
     Messages that are not replies: :meth:`send` sends ``[msg_type, args,
     kwargs]`` on the reply stream (a DEALER, REQ, PUSH or PUB stream: a
     ROUTER needs an envelope, use a token).
+
+    Retried requests. With ``replies`` (a
+    :class:`~pollframe.replycache.ReplyCache`) a request that carries an id
+    of its own (a Requester's ``[id, b"", json]``; on a ROUTER the routing
+    id is not part of it) is executed once while its entry lives: a copy
+    that arrives while it is in progress (an async handler, a reply token)
+    is dropped, and a copy that arrives after the reply gets the same reply
+    frames again, error replies included, without being decoded. A request
+    with no id (REQ clients) is served as without the cache. A REP stream
+    strips the ids, so it is refused (ValueError): serve retried requests on
+    a ROUTER.
     """
 
     _handlers: Dict[str, Callable[..., Any]] = {}
@@ -201,13 +221,20 @@ class MessageHandler:
         max_size: int | None = MAX_MSG_SIZE,
         always_reply: bool | None = None,
         loop: Any = None,
+        replies: ReplyCache | None = None,
     ) -> None:
         self.json_load = json_load
         self.reply_stream = reply_stream
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.max_size = max_size
-        self.always_reply = _is_rep(reply_stream) if always_reply is None else always_reply
+        kind = _socket_type(reply_stream)
+        self.always_reply = kind == _ZMQ_REP if always_reply is None else always_reply
         self.loop = loop if loop is not None else getattr(reply_stream, "loop", None)
+        if replies is not None and kind == _ZMQ_REP:
+            raise ValueError("a REP socket strips the request ids a ReplyCache keys on: serve on a ROUTER")
+        self.replies = replies
+        self._routing = 1 if kind == _ZMQ_ROUTER else 0  # frames before a request's own id
+        self._keyed: tuple[Any, Any] = (None, None)  # the last request asked about, and its key
         self.errors: Counter[str] = Counter()
         self.__frames: list[bytes] | None = None
         self.__replied: Union[bool, ReplyToken] = False  # or the ReplyToken taken for this message
@@ -217,8 +244,11 @@ class MessageHandler:
         """Handle one message: a list of frames (or one frame, as bytes)."""
         if isinstance(msg, bytes):
             msg = [msg]  # a single-frame callback (multipart=False)
-        elif len(msg) > 1 and not self._envelope_fits(msg):
-            return
+        elif len(msg) > 1:
+            if not self._envelope_fits(msg):
+                return
+            if self.replies is not None and self._seen(msg):
+                return
         self.__frames = msg
         self.__replied = False
         try:
@@ -325,6 +355,23 @@ class MessageHandler:
                         self.max_envelope_frames, self.max_envelope_bytes, self.__peer_faults)
         return False
 
+    def _seen(self, msg: list[bytes]) -> bool:
+        """Whether the reply cache knows this request; if so its stored reply is sent (if it has one)."""
+        key = request_key(msg, self.json_load, self._routing)
+        self._keyed = msg, key  # a reply sent while it is handled need not compute it again
+        if key is None:
+            return False
+        assert self.replies is not None
+        reply = self.replies.arrived(key, self._now())
+        if reply is None:
+            return False
+        if reply and self.reply_stream is not None:
+            self._transmit(msg[: self.json_load] + list(reply), "stored reply")
+        return True
+
+    def _now(self) -> float:
+        return self.loop.time() if self.loop is not None else time.monotonic()
+
     def _current_type(self, frames: list[bytes]) -> str:
         try:
             return self.codec.decode(frames[self.json_load])[0]
@@ -392,9 +439,19 @@ class MessageHandler:
         assert self.reply_stream is not None and frames is not None, "callers check both"
         frame = self.codec.encode(msg_type, args, kwargs)
         self.__replied = True  # tried: a second attempt would break REP lockstep
-        self._deliver(frames[: self.json_load] + [frame], msg_type)
+        self._deliver(frames, frame, msg_type)
 
-    def _deliver(self, frames: list[bytes], msg_type: str) -> None:
+    def _deliver(self, request: list[bytes], frame: bytes, msg_type: str) -> None:
+        """Send the reply *frame* to the sender of *request* (and keep it in the reply cache)."""
+        if self.replies is not None:
+            keyed, key = self._keyed
+            if keyed is not request:
+                key = request_key(request, self.json_load, self._routing)
+            if key is not None:
+                self.replies.replied(key, (frame,), self._now())
+        self._transmit(request[: self.json_load] + [frame], msg_type)
+
+    def _transmit(self, frames: list[bytes], msg_type: str) -> None:
         """Send a reply's frames; a failure is counted and logged (throttled), never raised into the loop."""
         stream = self.reply_stream
         assert stream is not None
@@ -414,7 +471,7 @@ class MessageHandler:
         if self.always_reply and self.loop is not None and not getattr(self.loop, "closed", True):
             # Not from __del__ itself: it may run in the middle of another send on this stream.
             frame = self.codec.encode("error", [FORGOTTEN], {})
-            self.loop.call_soon(self._deliver, token.envelope + [frame], "error")
+            self.loop.call_soon(self._deliver, token.frames, frame, "error")
 
     def _decode(self, msg: list[bytes]) -> tuple[str, list[Any], dict[str, Any]]:
         try:
@@ -494,7 +551,7 @@ class ReplyToken:
             raise RuntimeError(f"the reply to {self.msg_type!r} was already sent")
         frame = self._handler.codec.encode(msg_type, args, kwargs)
         self._settle()
-        self._handler._deliver(self.envelope + [frame], msg_type)
+        self._handler._deliver(self.frames, frame, msg_type)
 
     def error(self, reason: str) -> None:
         """Send the error reply ``["error", [reason], {}]``."""
@@ -521,12 +578,12 @@ class ReplyToken:
         return f"<ReplyToken {self.msg_type!r} {'sent' if self.done else 'pending'}>"
 
 
-def _is_rep(stream: object) -> bool:
-    """Whether *stream*'s ``socket`` is a zmq REP socket (a fake or a plain object is not)."""
+def _socket_type(stream: object) -> int | None:
+    """The zmq type of *stream*'s ``socket`` (None for a fake or a plain object)."""
     try:
-        return getattr(getattr(stream, "socket", None), "type", None) == _ZMQ_REP
+        return getattr(getattr(stream, "socket", None), "type", None)
     except Exception:  # a closed socket cannot say
-        return False
+        return None
 
 
 def _collect_handlers(cls: type) -> dict[str, Callable[..., Any]]:

@@ -843,3 +843,147 @@ def test_a_message_whose_envelope_is_over_the_bounds_is_counted_and_never_answer
     assert stream.sent == [] and pong.errors == {"bad_envelope": 2} and pong.calls == []
     pong([b"peer", b"", payload])
     assert stream.sent == [[b"peer", b"", b'["pong", [1], {}]']]
+
+
+# ------------------------------------------------- retried requests: the reply cache
+
+
+class Counted(Later):
+    """Later's handlers, and a plain one that counts its executions."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.executed: list[Any] = []
+
+    @message
+    def add(self, n):
+        self.executed.append(n)
+        return ["sum", [len(self.executed)], {}]  # not idempotent: a second run answers differently
+
+    @message
+    def broken(self):
+        self.executed.append("broken")
+        raise RuntimeError("secret")
+
+
+def router_stream() -> FakeStream:
+    stream = FakeStream()
+    stream.socket = SimpleNamespace(type=zmq.ROUTER)  # the handler strips the routing id frame
+    return stream
+
+
+def request(peer: bytes, rid: bytes, msg: list) -> list[bytes]:
+    """A Requester's request as a ROUTER server reads it: ``[routing id, id, b"", json]``."""
+    return [peer, rid, b"", json.dumps(msg).encode()]
+
+
+@pytest.fixture
+def cached(clocked_loop):
+    from pollframe.replycache import ReplyCache
+
+    stream = router_stream()
+    handler = Counted(reply_stream=stream, loop=clocked_loop, replies=ReplyCache(ttl=10.0))
+    return handler, stream
+
+
+def test_a_retried_request_is_not_executed_again_and_gets_the_same_reply_bytes_on_its_new_connection(cached):
+    handler, stream = cached
+    handler(request(b"conn-1", b"id-7", ["add", [5], {}]))
+    handler(request(b"conn-2", b"id-7", ["add", [5], {}]))  # the retry, after a reconnect
+    assert handler.executed == [5]
+    first, again = stream.sent
+    assert first == [b"conn-1", b"id-7", b"", b'["sum", [1], {}]']
+    assert again == [b"conn-2", b"id-7", b"", b'["sum", [1], {}]']
+    assert handler.replies.resent == 1 and handler.errors == {}
+
+
+def test_requests_with_other_ids_or_another_body_under_the_same_id_are_each_executed(cached):
+    handler, stream = cached
+    handler(request(b"c", b"id-1", ["add", [1], {}]))
+    handler(request(b"c", b"id-2", ["add", [1], {}]))
+    handler(request(b"c", b"id-1", ["add", [2], {}]))  # an id reused for another request: not a retry
+    assert handler.executed == [1, 1, 2]
+    assert stream.sent_json() == [["sum", [n], {}] for n in (1, 2, 3)]
+
+
+def test_a_request_without_an_id_of_its_own_is_executed_each_time(cached):
+    handler, stream = cached
+    for _ in range(2):
+        handler([b"req-client", b"", b'["add", [1], {}]'])  # a REQ through the ROUTER: only the delimiter
+    assert handler.executed == [1, 1] and len(handler.replies) == 0
+
+
+def test_a_retry_of_a_request_whose_handler_failed_gets_the_same_error_reply_without_running_it(cached):
+    handler, stream = cached
+    for conn in (b"c1", b"c2"):
+        handler(request(conn, b"id-1", ["broken", [], {}]))
+    assert handler.executed == ["broken"] and handler.errors == {"handler_failed": 1}
+    assert [frames[0] for frames in stream.sent] == [b"c1", b"c2"]
+    assert stream.sent[0][1:] == stream.sent[1][1:] == [
+        b"id-1", b"", b'["error", ["handler for \'broken\' failed (RuntimeError)"], {}]']
+
+
+def test_a_retry_of_a_request_refused_as_bad_input_is_answered_from_the_cache_without_decoding(cached):
+    handler, stream = cached
+    handler([b"c", b"id-1", b"", b"not json"])
+    handler([b"c", b"id-1", b"", b"not json"])
+    assert handler.errors == {"not_json": 1}
+    assert stream.sent[0] == stream.sent[1]
+
+
+def test_a_retry_while_a_reply_token_is_out_is_dropped_and_one_after_the_reply_gets_it(cached):
+    handler, stream = cached
+    handler(request(b"c1", b"id-1", ["count", [], {}]))
+    handler(request(b"c2", b"id-1", ["count", [], {}]))  # in progress: dropped, the reply will come
+    assert len(handler.tokens) == 1 and stream.sent == [] and handler.replies.dropped == 1
+    handler.tokens[0].reply("counted", 1)
+    handler(request(b"c3", b"id-1", ["count", [], {}]))
+    assert len(handler.tokens) == 1
+    assert stream.sent == [[b"c1", b"id-1", b"", b'["counted", [1], {}]'],
+                           [b"c3", b"id-1", b"", b'["counted", [1], {}]']]
+
+
+def test_an_async_handler_is_in_progress_until_it_returns_and_its_reply_answers_later_retries(
+    cached, clocked_loop, fake_clock
+):
+    handler, stream = cached
+    handler(request(b"c1", b"id-1", ["lookup", ["k"], {}]))
+    run_for(clocked_loop, fake_clock, 0.5)
+    handler(request(b"c2", b"id-1", ["lookup", ["k"], {}]))  # while it awaits: dropped
+    run_for(clocked_loop, fake_clock, 0.5)
+    run_until(clocked_loop, lambda: stream.sent)
+    handler(request(b"c3", b"id-1", ["lookup", ["k"], {}]))
+    assert handler.events == ["start k", "reply k"]  # executed once
+    assert stream.sent == [[b"c1", b"id-1", b"", b'["value", ["k"], {}]'],
+                           [b"c3", b"id-1", b"", b'["value", ["k"], {}]']]
+
+
+def test_a_retry_after_its_entry_expired_is_executed_again(cached, clocked_loop, fake_clock):
+    handler, _ = cached
+    handler(request(b"c", b"id-1", ["add", [1], {}]))
+    run_for(clocked_loop, fake_clock, 9.9)
+    handler(request(b"c", b"id-1", ["add", [1], {}]))
+    assert handler.executed == [1]
+    run_for(clocked_loop, fake_clock, 0.1)  # the ttl runs from the first copy
+    handler(request(b"c", b"id-1", ["add", [1], {}]))
+    assert handler.executed == [1, 1]
+
+
+def test_a_stored_reply_that_cannot_be_sent_again_is_counted_as_reply_failed(clocked_loop):
+    from pollframe.replycache import ReplyCache
+
+    stream = router_stream()
+    handler = Counted(reply_stream=stream, loop=clocked_loop, replies=ReplyCache())
+    handler(request(b"c", b"id-1", ["add", [1], {}]))
+    stream.close()
+    handler(request(b"c", b"id-1", ["add", [1], {}]))
+    assert handler.executed == [1] and handler.errors == {"reply_failed": 1}
+
+
+def test_a_reply_cache_on_a_rep_stream_is_refused_because_rep_strips_the_request_ids():
+    from pollframe.replycache import ReplyCache
+
+    stream = FakeStream()
+    stream.socket = SimpleNamespace(type=zmq.REP)
+    with pytest.raises(ValueError, match="ROUTER"):
+        MessageHandler(reply_stream=stream, replies=ReplyCache())
