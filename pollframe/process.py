@@ -140,6 +140,9 @@ class ZmqProcess(multiprocessing.Process):
         self._child_control: ControlPipe | None = None
         self._ready = False
         self._failure: str | None = None  # why the child's setup() failed, as it said
+        # In the parent: told when the child's first word was read (by whoever read it) and when the
+        # pipe closes, so that a loop watching ready_fileno() stops before the descriptor goes.
+        self._ready_listener: Callable[[], Any] | None = None
         self._trace_dir: str | None = None  # the parent's tracing at start(), for the child to follow
         self._launcher_pid: int | None = None  # in the child: the pid that started it, if it is our parent
         self._older_children: set[Any] = set()  # children that existed before setup(): not ours to end
@@ -205,6 +208,27 @@ class ZmqProcess(multiprocessing.Process):
             raise ProcessNotReady(f"{self.name} failed before it was ready: {self._failure}")
         raise ProcessNotReady(f"{self.name} exited with code {self.exitcode} before it was ready")
 
+    def ready_fileno(self) -> int | None:
+        """In the parent: a descriptor that becomes readable when the child's first word can be read.
+
+        The word is *ready* (with the endpoints) or why ``setup()`` failed;
+        the descriptor is readable at the child's exit too. ``None`` before
+        ``start()``, once the word was read and once the pipe is closed. A
+        loop watches it and then calls :meth:`poll_ready`, which does not
+        wait (:func:`pollframe.supervise.watch_ready` does both).
+        """
+        control = self._control
+        if control is None or control.closed or self._ready or self._failure is not None:
+            return None
+        return control.fileno()
+
+    def poll_ready(self) -> bool:
+        """In the parent, without waiting: read the child's first word if it is there; True once ready."""
+        control = self._control
+        if not self._ready and self._failure is None and control is not None and not control.closed:
+            self._read_first_word(control)
+        return self._ready
+
     def _read_first_word(self, control: ControlPipe) -> None:
         """Read the child's ready (endpoints) or failed (reason) message, if it sent one."""
         word = control.read_if_any()
@@ -216,10 +240,16 @@ class ZmqProcess(multiprocessing.Process):
             self._ready = True
         elif kind == FAILED:
             self._failure = str(payload)
+        self._tell_ready_listener()
+
+    def _tell_ready_listener(self) -> None:
+        listener = self._ready_listener
+        if listener is not None:
+            listener()
 
     @property
     def reported_ready(self) -> bool:
-        """In the parent: the child said it was ready (as far as read by :meth:`wait_ready` or ``join``)."""
+        """In the parent: the child said it was ready (as read by wait_ready, poll_ready or join)."""
         return self._ready
 
     @property
@@ -236,6 +266,7 @@ class ZmqProcess(multiprocessing.Process):
             if not self._ready and self._failure is None:
                 self._read_first_word(control)
         finally:
+            self._tell_ready_listener()  # before the descriptor it may watch is closed
             control.close()
 
     def shutdown(

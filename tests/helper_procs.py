@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ class BadAddressProc(StderrToFile):
     def setup(self) -> None:
         super().setup()
         self.stream(zmq.REP, "no-such-transport://x", bind=True)
+
+
+class HangsInSetup(StderrToFile):
+    """Never gets through ``setup()`` (it waits for an event nobody sets): never ready, deaf to SIGTERM."""
+
+    def setup(self) -> None:
+        super().setup()
+        threading.Event().wait()
 
 
 class ForgetfulProc(StderrToFile):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -12,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helper_procs import BadAddressProc, EchoProc, SupervisorProc
+from helper_procs import BadAddressProc, EchoProc, HangsInSetup, StopsItself, SupervisorProc
 
 from pollframe.client import RequestClient, RequestTimeout
 from pollframe.supervise import RestartPolicy, RestartTracker, Supervisor, watch_exit
-from pollframe.testing import run_until
+from pollframe.testing import run_for, run_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,6 +46,19 @@ def test_a_child_that_stayed_up_long_enough_starts_the_backoff_again():
     assert got == [("restart", 0.1), ("restart", 0.2), ("restart", 0.1)]
 
 
+def test_only_a_child_that_was_ready_restarts_the_backoff_however_long_it_ran():
+    policy = RestartPolicy(backoff=0.1, reset_after=10, max_restarts=100)
+    tracker = RestartTracker(policy)
+    delays = [tracker.exited(1, None, 0, 0.1).delay, tracker.exited(1, "not ready", None, 30).delay]
+    assert delays == [0.1, 0.2]  # up since None: it hung 30 s before it was ready, never up
+    assert tracker.exited(1, None, 30, 40).delay == 0.1  # ready at 30, up for 10 s: back to the start
+
+
+def test_a_failed_start_counts_as_a_failure_whatever_its_exit_code():
+    decision = RestartTracker(RestartPolicy(backoff=0.1)).exited(0, "not ready within 2 s", None, 5)
+    assert (decision.action, decision.delay, decision.reason) == ("restart", 0.1, "not ready within 2 s")
+
+
 def test_more_restarts_than_allowed_within_the_window_give_up_and_older_ones_do_not_count():
     policy = RestartPolicy(backoff=0, max_restarts=2, window=10)
     actions = [a for a, _ in decisions(policy, [(1, 0, 1), (1, 1, 2), (1, 2, 3)])]
@@ -69,6 +83,8 @@ def test_a_bad_policy_is_refused():
         RestartPolicy(restart="sometimes")
     with pytest.raises(ValueError, match="backoff"):
         RestartPolicy(backoff=2, backoff_max=1)
+    with pytest.raises(ValueError, match="ready_timeout must be None or > 0"):
+        RestartPolicy(ready_timeout=0)
 
 
 # ------------------------------------------------------------ watching a child's exit on the loop
@@ -97,13 +113,144 @@ def supervisor(loop):
     sup.close()
 
 
+@pytest.fixture
+def events(supervisor):
+    """What the supervisor's callbacks said, in order: ("start", pid), ("ready", pid), ("exit", code), ..."""
+    said: list[tuple[str, object]] = []
+    supervisor.on_start = lambda child, process: said.append(("start", process.pid))
+    supervisor.on_ready = lambda child, process: said.append(("ready", process.pid))
+    supervisor.on_restart = lambda child, process: said.append(("restart", process.pid))
+    supervisor.on_exit = lambda child, code: said.append(("exit", code))
+    supervisor.on_give_up = lambda child, error: said.append(("give_up", str(error)))
+    return said
+
+
+def test_on_ready_fires_on_the_loop_after_the_child_bound_with_its_endpoint(
+    loop, supervisor, events, ipc_endpoint
+):
+    child = supervisor.add(functools.partial(EchoProc, ipc_endpoint), name="echo")
+    assert child.process is not None
+    pid = child.process.pid
+    assert events == [("start", pid)] and not child.ready  # started, not ready yet
+    run_until(loop, lambda: child.ready, timeout=WAIT, what="the child to be ready")
+    assert events == [("start", pid), ("ready", pid)]
+    assert child.endpoints == [ipc_endpoint] and child.ready_at is not None
+    print(f"reliability: on_ready {(child.ready_at - child.started_at) * 1000:.0f} ms after the start")
+    assert (child.starts, child.restarts) == (1, 0)  # the first start is no restart
+
+
+def test_on_ready_fires_when_wait_ready_read_the_childs_word_first(loop, supervisor, events, ipc_endpoint):
+    child = supervisor.add(functools.partial(EchoProc, ipc_endpoint))
+    assert child.process is not None
+    assert child.process.wait_ready(WAIT) == [ipc_endpoint]  # the pipe holds nothing more to wake the loop
+    run_until(loop, lambda: child.ready, timeout=WAIT, what="on_ready")
+    assert [kind for kind, _ in events] == ["start", "ready"] and child.endpoints == [ipc_endpoint]
+
+
+def test_a_restart_is_counted_and_on_restart_fires_once_the_replacement_is_ready(
+    loop, supervisor, events, ipc_endpoint
+):
+    policy = RestartPolicy(restart="always", backoff=0.01)
+    child = supervisor.add(functools.partial(EchoProc, ipc_endpoint), policy)
+    run_until(loop, lambda: child.ready, timeout=WAIT, what="the first child to be ready")
+    assert child.process is not None
+    first = child.process.pid
+    os.kill(first, signal.SIGKILL)
+    run_until(loop, lambda: child.starts == 2, timeout=WAIT, what="the restart")
+    second = child.process.pid
+    assert child.restarts == 0 and not child.ready  # started again, not back yet
+    run_until(loop, lambda: child.restarts == 1, timeout=WAIT, what="the replacement to be ready")
+    assert events == [("start", first), ("ready", first), ("exit", -signal.SIGKILL),
+                      ("start", second), ("ready", second), ("restart", second)]
+    assert child.ready and child.endpoints == [ipc_endpoint]
+
+
+def test_a_child_that_was_ready_and_ended_before_the_loop_looked_is_reported_ready_then_ended(
+    loop, supervisor, events
+):
+    child = supervisor.add(StopsItself, RestartPolicy(restart="never"))
+    assert child.process is not None
+    pid = child.process.pid
+    assert multiprocessing.connection.wait([child.process.sentinel], WAIT)  # not read: the loop finds both
+    run_until(loop, lambda: child.exitcodes, timeout=WAIT, what="the exit")
+    assert events == [("start", pid), ("ready", pid), ("exit", 0)] and not child.ready
+    assert child.endpoints and child.endpoints[0].startswith("tcp://127.0.0.1:")
+
+
+def test_a_child_that_hangs_in_setup_past_ready_timeout_is_stopped_and_counted_as_a_failure(
+    loop, supervisor, events, caplog
+):
+    supervisor.stop_timeout = 0.1  # SIGTERM cannot end a setup() that waits: SIGKILL follows this soon
+    policy = RestartPolicy(backoff=0.01, max_restarts=1, ready_timeout=0.2)
+    child = supervisor.add(HangsInSetup, policy, name="hung")
+    began = time.monotonic()
+    run_until(loop, lambda: child.gave_up, timeout=WAIT, what="the supervisor to give up")
+    print(f"reliability: two hung starts stopped and given up in {time.monotonic() - began:.2f} s, "
+          f"exit codes {child.exitcodes}")
+    assert [kind for kind, _ in events] == ["start", "exit", "start", "exit", "give_up"]  # never ready
+    # SIGKILL; or SIGTERM, on a machine so loaded that the child had not reached run() yet
+    assert set(child.exitcodes) <= {-signal.SIGKILL, -signal.SIGTERM} and len(child.exitcodes) == 2
+    assert (child.starts, child.restarts) == (2, 0)
+    assert "gave up on hung: 2 exits within 60 s, 1 restart(s) allowed; last: not ready within 0.2 s" in str(
+        child.gave_up)
+    assert "was not ready within 0.2 s; stopping it" in caplog.text
+
+
+@pytest.fixture
+def supervisor_on_clock(loop_on_clock):
+    sup = Supervisor(loop_on_clock)
+    yield sup
+    sup.close()
+
+
+def test_the_backoff_starts_again_only_for_a_child_that_stayed_up_reset_after_seconds_after_it_was_ready(
+    loop_on_clock, fake_clock, supervisor_on_clock, ipc_endpoint
+):
+    loop, supervisor = loop_on_clock, supervisor_on_clock
+    policy = RestartPolicy(restart="always", backoff=1, backoff_max=100, reset_after=10, max_restarts=10)
+    child = supervisor.add(functools.partial(EchoProc, ipc_endpoint), policy)
+
+    def ready_then_killed(before_ready: float, after_ready: float) -> int:
+        """Let fake time pass before the parent sees the child ready, and after; kill it; the streak."""
+        fake_clock.advance(before_ready)
+        run_until(loop, lambda: child.ready, timeout=WAIT, what="the child to be ready")
+        fake_clock.advance(after_ready)
+        assert child.process is not None
+        exits = len(child.exitcodes)
+        os.kill(child.process.pid, signal.SIGKILL)
+        run_until(loop, lambda: len(child.exitcodes) > exits, timeout=WAIT, what="the exit")
+        starts = child.starts
+        run_for(loop, fake_clock, 100)  # the backoff, on the fake clock
+        run_until(loop, lambda: child.starts > starts, timeout=WAIT, what="the restart")
+        return child.tracker.failures_in_a_row
+
+    assert ready_then_killed(0, 0) == 1
+    assert ready_then_killed(20, 5) == 2  # 25 s since it started, 5 since it was ready: one more failure
+    assert ready_then_killed(0, 10) == 1  # up 10 s after it was ready: the backoff starts again
+
+
+def test_a_plain_process_is_ready_once_started_and_has_no_ready_timeout(
+    loop_on_clock, fake_clock, supervisor_on_clock
+):
+    supervisor = supervisor_on_clock
+    ready = []
+    supervisor.on_ready = lambda child, process: ready.append(process)
+    plain = functools.partial(multiprocessing.get_context("fork").Process, target=time.sleep, args=(60,))
+    child = supervisor.add(plain, RestartPolicy(ready_timeout=0.5))
+    assert child.process is not None and not ready  # on the loop, not inside add()
+    loop_on_clock.run_once(0)
+    assert ready == [child.process] and child.ready and child.ready_at == child.started_at
+    run_for(loop_on_clock, fake_clock, 5)  # ten times the ready_timeout, had it been armed
+    assert child.process.is_alive() and child.starts == 1
+
+
 def test_a_child_that_fails_in_setup_again_and_again_is_given_up_with_its_reason(loop, supervisor, caplog):
     given_up = []
     supervisor.on_give_up = lambda child, error: given_up.append(error)
     policy = RestartPolicy(backoff=0.01, max_restarts=2)
     child = supervisor.add(BadAddressProc, policy, name="bad")
     run_until(loop, lambda: given_up, timeout=WAIT, what="the supervisor to give up")
-    assert child.restarts == 2 and child.exitcodes == [1, 1, 1]
+    assert (child.starts, child.restarts) == (3, 0) and child.exitcodes == [1, 1, 1]  # never back
     message = str(given_up[0])
     assert "gave up on bad" in message and "setup() failed" in message
     assert "bad address 'no-such-transport://x'" in message
