@@ -26,6 +26,26 @@ same socket, up to ``retries`` attempts in all, and a reply to any attempt
 completes the request. A DEALER reconnects by itself,
 so a server restarted on the same address answers the next attempt.
 
+Heartbeats (``heartbeat=H`` seconds, DEALER mode): TCP alone does not
+notice a connection whose peer vanished without a word (a cut cable, a
+partition, a frozen host); it retransmits into the silence for minutes,
+and everything the DEALER sends meanwhile is lost with it. With a
+heartbeat, libzmq sends a ZMTP PING every H and drops the connection when
+nothing came back for 2H, or when data stays unacknowledged for 3H
+(:func:`~pollframe.client.heartbeat_sockopts` has the options and why):
+a dead connection is noticed within 3H. A lost connect is abandoned
+after H/2 and tried again within H/5, so about 0.7H after the network
+heals a new connection is up. The socket takes no request while it has
+no connection (``IMMEDIATE``), and a socket monitor on the loop watches
+its connections: when one is lost, every pending request (what the dead
+connection held is gone) goes out again, same id, in the order made, as
+soon as the next one is up, without waiting for its deadline; so is an
+attempt the socket refused (no connection, or the high-water mark). This
+is not an attempt: ``attempts`` and the deadline stay, and the counter is
+``replayed``. A request that timed out while there was no connection is
+never sent afterwards. The lockstep mode has no heartbeat: a REQ cannot
+send its request again on the new connection.
+
 The lockstep mode (``lockstep=True``) is the zguide's Lazy Pirate on REQ,
 for servers that need strict alternation: one request on the wire at a
 time, the others wait in order. A REQ that missed its reply can never send
@@ -40,11 +60,14 @@ that outruns the server learns it at once instead of queueing forever.
 
 A send never blocks: a DEALER at its high-water mark (``EAGAIN``) does not
 take the attempt, which is counted in ``unsent`` and left to its deadline
-like a lost one.
+like a lost one (with a heartbeat: sent when the socket takes it).
 
-A retried request may be served twice (the first copy reached the server,
-its reply did not come back in time): retry only requests that are safe to
-repeat, or pass ``retries=1``.
+A retried or replayed request may be served twice (the first copy reached
+the server, its reply did not come back in time, or was lost with its
+connection): at least once, not exactly once. Retry only requests that
+are safe to repeat, or pass ``retries=1`` (and no heartbeat), or serve
+them with a reply cache (:mod:`pollframe.replycache`), which knows a
+request again by its id and answers it without running it twice.
 """
 
 from __future__ import annotations
@@ -59,7 +82,7 @@ import zmq.backend
 
 from pollframe import trace
 from pollframe.address import parse_address
-from pollframe.client import check_policy, connect_socket
+from pollframe.client import check_policy, connect_socket, heartbeat_sockopts
 from pollframe.codec import Codec, JsonCodec, Triple
 from pollframe.errors import (
     RemoteError,
@@ -69,6 +92,7 @@ from pollframe.errors import (
     worth_logging,
 )
 from pollframe.loop import PollLoop
+from pollframe.monitor import Monitor, SocketEvent
 from pollframe.tasks import Waiter, close_with
 from pollframe.timers import Timer
 
@@ -81,6 +105,11 @@ OnError = Callable[[BaseException], Any]
 
 # Plain ints: pyzmq's IntFlag members run enum code on every `|`.
 _NOBLOCK = int(zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_POLLIN_OUT = int(zmq.POLLIN | zmq.POLLOUT)
+_CONNECTED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+_DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _EMPTY = b""
 # The backend's send, without pyzmq's Python layer (routing-id, group and Frame checks this
@@ -139,13 +168,19 @@ class Requester:
     Lazy Pirate instead of DEALER. ``max_in_flight`` bounds pending requests (default 1,000).
     ``codec`` encodes requests and decodes replies (default
     :class:`~pollframe.codec.JsonCodec`); ``sockopts`` are set on every
-    socket before it connects.
+    socket before it connects (after, and over, the heartbeat's).
+    ``heartbeat`` (seconds, DEALER mode only, not ``inproc://``) watches
+    the connection: a dead one is noticed within 3 heartbeats and
+    replaced, and the pending requests go out again at once on the new one.
 
     Counters: ``late`` (replies to requests that had timed out, were
     cancelled or are unknown: dropped), ``malformed`` (replies without the
     ``[id, b"", frame]`` shape: dropped), ``resent`` (attempts after the
     first), ``timeouts`` (requests that ran out of attempts), ``unsent``
-    (attempts the socket did not take), ``sockets`` (sockets opened).
+    (attempts the socket did not take at once), ``sockets`` (sockets
+    opened); with a heartbeat also ``connections`` (made), ``disconnects``
+    (lost) and ``replayed`` (requests sent again on a new connection, or
+    when the socket took them at last).
     """
 
     #: Default bound on pending requests (sent, or waiting their turn in lockstep mode).
@@ -163,6 +198,7 @@ class Requester:
         max_in_flight: Optional[int] = None,
         codec: Optional[Codec] = None,
         sockopts: Optional[Mapping[int, Any]] = None,
+        heartbeat: Optional[float] = None,
     ) -> None:
         check_policy(timeout, retries)
         if max_in_flight is not None:
@@ -177,12 +213,22 @@ class Requester:
         self.lockstep = lockstep
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.sockopts = dict(sockopts or {})
+        #: Seconds between ZMTP heartbeats on the connection (None: no heartbeats).
+        self.heartbeat = heartbeat
+        if heartbeat is not None:
+            if lockstep:
+                raise ValueError("heartbeat needs the DEALER mode: a lockstep REQ cannot send its request "
+                                 "again on a new connection (use RequestClient(heartbeat=...) or retries)")
+            self.sockopts = {**heartbeat_sockopts(heartbeat, self.endpoint), **self.sockopts}
         self.late = 0
         self.malformed = 0
         self.resent = 0
         self.timeouts = 0
         self.unsent = 0
         self.sockets = 0
+        self.connections = 0
+        self.disconnects = 0
+        self.replayed = 0
         # The prefix and the counter as one int: an id costs one add and one to_bytes.
         self._next_id = int.from_bytes(os.urandom(_PREFIX_BYTES), "big") << 64
         self._pending: Dict[bytes, Pending] = {}  # insertion order: the order requests were made
@@ -191,6 +237,9 @@ class Requester:
         self._closed = False
         self._socket: Optional[zmq.Socket[Any]] = None
         self._traced: Optional[trace.Channel] = None  # records this socket's sends when tracing
+        self._monitor: Optional[Monitor] = None  # heartbeat: the DEALER's connections
+        # heartbeat: requests to send when the socket takes them, by id, in the order made
+        self._backlog: Dict[bytes, Pending] = {}
         if not lockstep:
             self._open(zmq.DEALER, self._on_dealer_reply)
         close_with(loop, self.close)  # a loop closed first closes its requesters: no request left behind
@@ -363,6 +412,8 @@ class Requester:
             _SEND(sock, p.id, _MORE)
         except zmq.Again:  # at the high-water mark: this attempt is lost, its deadline retries
             self.unsent += 1
+            if self._monitor is not None:  # or no connection: it goes out when the socket takes it
+                self._defer(p)
         else:
             _SEND(sock, _EMPTY, _MORE)
             _SEND(sock, p.frame, _NOBLOCK)
@@ -489,10 +540,15 @@ class Requester:
             self.loop.report(error, f"on_error callback of {p!r} to {self.endpoint}")
 
     def _open(self, sock_type: int, on_reply: Callable[[list[bytes]], None]) -> zmq.Socket[Any]:
-        sock = connect_socket(self.context, sock_type, self.endpoint, self.sockopts)
+        watch = self._watch if self.heartbeat is not None else None
+        sock = connect_socket(self.context, sock_type, self.endpoint, self.sockopts, watch)
         try:
-            self.loop.register(sock, on_reply)
+            if watch is None:
+                self.loop.register(sock, on_reply)
+            else:
+                self._install(sock, on_reply)
         except BaseException:
+            self._stop_monitor()
             sock.close(linger=0)
             raise
         recorder = trace.recorder()  # decided per socket: None (and free) unless tracing is on
@@ -502,9 +558,75 @@ class Requester:
         return sock
 
     def _drop_socket(self) -> None:
+        self._stop_monitor()
         sock, self._socket = self._socket, None
         if sock is not None:
             if not self.loop.closed:
                 self.loop.unregister(sock)
             sock.close(linger=0)
 
+
+    # ------------------------------------------------------------ heartbeat
+
+    def _watch(self, sock: zmq.Socket[Any]) -> None:
+        """Before the connect: a monitor, so that not even the first connection goes unseen."""
+        self._monitor = Monitor(sock, self.loop, self._on_event, _CONNECTED | _DISCONNECTED)
+
+    def _install(self, sock: zmq.Socket[Any], on_reply: Callable[[list[bytes]], None]) -> None:
+        """Read replies on POLLIN, and send the backlog on POLLOUT while there is one."""
+        def handle(revents: int) -> None:
+            if revents & _POLLIN:
+                read(revents)
+            if revents & _POLLOUT:
+                self._send_backlog()
+
+        read = self.loop.reader(sock, on_reply, owner=handle)
+        self.loop.watch(sock, handle, _POLLIN)
+
+    def _on_event(self, event: SocketEvent) -> None:
+        """A connection lost: every pending request goes out again on the next one, at once."""
+        if event.event == _DISCONNECTED:
+            self.disconnects += 1
+            # What the dead connection held (in libzmq's pipe, in the kernel, on the wire) is
+            # lost. The socket takes nothing until a new connection is up (IMMEDIATE), and then
+            # POLLOUT sends them all, in the order they were made, with their ids.
+            self._backlog = dict(self._pending)
+            if self._backlog and self._socket is not None:
+                self.loop.set_events(self._socket, _POLLIN_OUT)
+        elif event.event == _CONNECTED:
+            self.connections += 1
+
+    def _defer(self, p: Pending) -> None:
+        """An attempt the socket refused: it goes out on POLLOUT (no connection, or the high-water mark)."""
+        if not self._backlog:
+            self.loop.set_events(self._socket, _POLLIN_OUT)
+        self._backlog[p.id] = p
+
+    def _send_backlog(self) -> None:
+        """Send the backlog until the socket refuses one; then POLLOUT says when to go on."""
+        sock = self._socket
+        backlog = self._backlog
+        if sock is None:
+            return
+        pending = self._pending
+        while backlog:
+            rid = next(iter(backlog))
+            if rid in pending:
+                try:
+                    _SEND(sock, rid, _MORE)
+                except zmq.Again:
+                    return  # POLLOUT is still asked for
+                frame = backlog[rid].frame
+                _SEND(sock, _EMPTY, _MORE)
+                _SEND(sock, frame, _NOBLOCK)
+                self.replayed += 1
+                if self._traced is not None:
+                    self._traced.sent((rid, _EMPTY, frame))
+            del backlog[rid]
+        self.loop.set_events(sock, _POLLIN)
+
+    def _stop_monitor(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.close()
+        self._backlog.clear()

@@ -272,3 +272,25 @@ def test_with_immediate_a_request_waits_for_a_connection_within_its_deadline(ser
         client.request("ping", 1)
     late = clients(serve(pong).endpoint, timeout=2.0, sockopts={zmq.IMMEDIATE: 1})
     assert late.request("ping", 2) == ("pong", [2], {})
+
+
+def test_a_heartbeat_watches_every_socket_the_client_opens_and_given_sockopts_still_win(serve, clients):
+    server = serve(lambda router, n, frames: n > 0 and pong(router, n, frames))  # drops the first request
+    client = clients(server.endpoint, timeout=GENEROUS, heartbeat=0.2, sockopts={zmq.RECONNECT_IVL: 77})
+    with pytest.raises(RequestTimeout):
+        client.send_recv([b'["ping", [0], {}]'], timeout=0.1, retries=1)
+    assert client.request("ping", 1) == ("pong", [1], {})  # on the second socket the client opened
+    sock = client.socket
+    assert client.sockets == 2 and sock is not None
+    assert (sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl) == (200, 400, 600)
+    assert (sock.tcp_maxrt, sock.connect_timeout, sock.immediate, sock.reconnect_ivl) == (600, 100, 1, 77)
+
+
+@pytest.mark.parametrize("endpoint, bad, reason", [
+    ("127.0.0.1:5555", 0, "heartbeat must be a number of seconds"),
+    ("127.0.0.1:5555", 1e6, "heartbeat must be a number of seconds"),
+    ("inproc://nowhere", 0.5, "inproc and has none"),
+])
+def test_a_heartbeat_out_of_range_or_on_inproc_is_refused_when_the_client_is_made(endpoint, bad, reason):
+    with pytest.raises(ValueError, match=reason):
+        RequestClient(endpoint, heartbeat=bad)
