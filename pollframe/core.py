@@ -34,7 +34,7 @@ from zmq.backend import zmq_poll
 from pollframe import trace
 from pollframe.handles import Handle
 from pollframe.stats import LoopStats, SocketStats, defined_at
-from pollframe.timers import Timer, TimerQueue
+from pollframe.timers import TimerQueue
 from pollframe.units import FOREVER, poll_ms
 
 if TYPE_CHECKING:
@@ -203,25 +203,47 @@ class Core:
                 self.slow_handler(key, handler, took)
 
     def run_timers(self) -> None:
-        """Run the timers due now; if the pass is left early, those not yet run go back in."""
+        """Run the timers due now; if the pass is left early, those not yet run go back in.
+
+        The clock is read once per callback, as ``dispatch`` does for I/O
+        handlers: each callback's time runs from the end of the one before.
+        """
         timers = self.timers
         now = self.time()
         due = timers.pop_due(now)
-        if due:
-            self.stats.timers_ran(now - due[0].when)  # the earliest is the latest
+        if not due:
+            return
+        stats = self.stats
+        stats.timers_ran(now - due[0].when)  # the earliest is the latest
+        slow = stats.threshold
+        report = self.report
         started = 0
+        began = _perf()
         try:
             for timer in due:
                 started += 1
                 if timer.cancelled or timer.when > now:
                     continue  # cancelled (or a ticket reset) by an earlier callback of this same batch
+                callback, args = timer.callback, timer.args
                 if timer.interval is None:
-                    self.call(timer)
+                    timer.callback = timer.args = None  # a one-shot lets go of them first
+                    try:
+                        callback(*args)  # type: ignore[misc]
+                    except Exception as exc:
+                        report(exc, f"callback {safe_repr(callback)}")
                 else:
                     try:
-                        self.call_periodic(timer)
+                        callback(*args)  # type: ignore[misc]
+                    except Exception as exc:
+                        report(exc, f"callback {safe_repr(callback)}")
                     finally:
                         timers.reschedule(timer, self.time())
+                ended = _perf()
+                took, began = ended - began, ended
+                stats.calls += 1
+                stats.call_time += took
+                if took > slow:
+                    self.slow_callback(callback, took)
         finally:
             if started < len(due):
                 timers.restore(due[started:])  # the pass was left early: they run in the next
@@ -243,8 +265,12 @@ class Core:
         stats.calls += 1
         stats.call_time += took
         if took > stats.threshold:
-            stats.took(took, lambda: f"callback {safe_repr(callback)} (defined at {defined_at(callback)})",
-                       getattr(callback, "__func__", callback))
+            self.slow_callback(callback, took)
+
+    def slow_callback(self, callback: Any, took: float) -> None:
+        """A callback blocked the loop for ``took`` seconds: counted as slow, warned about once."""
+        self.stats.took(took, lambda: f"callback {safe_repr(callback)} (defined at {defined_at(callback)})",
+                        getattr(callback, "__func__", callback))
 
     def slow_handler(self, key: Any, handler: Any, took: float) -> None:
         """An I/O handler (a drain, or a descriptor's callback) blocked the loop for ``took`` seconds."""
@@ -255,16 +281,6 @@ class Core:
         else:
             what, calls = (lambda: f"handler {safe_repr(handler)} for {safe_repr(key)}"), 1  # noqa: E731
         self.stats.took(took, what, handler, calls)
-
-    def call_periodic(self, timer: Timer) -> None:
-        """Run a periodic timer's callback; the timer keeps it for the next period."""
-        callback = timer.callback
-        began = _perf()
-        try:
-            callback(*timer.args)  # type: ignore[misc]
-        except Exception as exc:
-            self.report(exc, f"callback {safe_repr(callback)}")
-        self.timed(callback, _perf() - began)
 
     def io_failed(self, key: Any, exc: BaseException) -> None:
         """A handler's own read failed (not its callback): a closed socket is dropped, not retried."""

@@ -116,6 +116,7 @@ class PollLoop:
     __timers: _Unset[TimerQueue] = _Unset()
     __on_error: _Unset[Optional[ErrorHandler]] = _Unset()
     __clock: _Unset[Callable[[], float]] = _Unset()
+    __now: _Unset[Callable[[], float]] = _Unset()
 
     def __init__(
         self,
@@ -132,6 +133,8 @@ class PollLoop:
             raise TypeError(f"on_error must be callable, not {on_error!r}")
         self.__on_error = on_error
         self.__clock = clock
+        # What call_later reads: the clock itself unless a subclass overrides the time() hook.
+        self.__now = clock if type(self).time is PollLoop.time else self.time
         self.__core = core = self.core_class(self, clock)
         # The two queues every call_* touches, one attribute away (close() swaps in ones that refuse).
         self.__ready = core.ready
@@ -360,7 +363,7 @@ class PollLoop:
         """Run ``callback(*args)`` once, ``delay`` seconds from now."""
         if type(callback) is not _FunctionType or callback.__code__.co_flags & _CO_COROUTINE:
             _check_callable(callback)  # the fast path above: a plain function, not an async def
-        return self.__timers.call_later(self.time(), delay, callback, args)
+        return self.__timers.call_later(self.__now(), delay, callback, args)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` once at ``when``, on the ``time()`` clock."""

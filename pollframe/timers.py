@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 #: Rebuild only when at least this many timers are cancelled (and more than half).
 _COMPACT_MIN = 256
 _INF = float("inf")
+_new_timer = object.__new__
 
 
 def _checked_delay(delay: float) -> float:
@@ -52,6 +53,7 @@ class Timer(Handle):
         interval: Optional[float],
         queue: Optional[TimerQueue],
     ) -> None:
+        # TimerQueue.call_later sets these same slots itself: keep the two in step.
         self.callback: Optional[Callable[..., Any]] = callback
         self.args: Optional[tuple] = args
         self.cancelled = False
@@ -159,13 +161,21 @@ class TimerQueue:
         """
         if not 0.0 <= delay < _INF:
             delay = _checked_delay(delay)
-        self._seq += 1
-        timer = Timer(now + delay, self._seq, callback, args, None, self)
+        self._seq = seq = self._seq + 1
+        when = now + delay
+        timer = _new_timer(Timer)  # Timer.__init__'s work without its call, the costlier half here
+        timer.callback = callback
+        timer.args = args
+        timer.cancelled = False
+        timer.when = when
+        timer.seq = seq
+        timer.interval = None
+        timer._queue = self
         self._stored += 1
         fifo = self._fifos.get(delay)
         if fifo is None:
             self._fifos[delay] = deque()
-            heappush(self._heap, (timer.when, timer.seq, timer, delay))
+            heappush(self._heap, (when, seq, timer, delay))
         else:
             fifo.append(timer)
         return timer
@@ -224,19 +234,63 @@ class TimerQueue:
         """
         heap = self._heap
         due: List[Timer] = []
+        append = due.append
         while heap and heap[0][0] <= now:
-            timer = self._pop_entry()
+            _, _, timer, delay = heap[0]
+            if delay is not None:
+                self._drain_fifo(timer, delay, now, due)
+                continue
+            heappop(heap)
+            self._stored -= 1
             timer._queue = None
             if timer.cancelled:
                 self._cancelled -= 1
             else:
-                due.append(timer)
+                append(timer)
         tickets = self._tickets
         if tickets:
             fired = tickets.pop_due(now)
             if fired:
                 due = list(merge(due, fired, key=_order)) if due else list(fired)
         return due
+
+    def _drain_fifo(self, head: Timer, delay: float, now: float, due: List[Timer]) -> None:
+        """The heap's head came from ``delay``'s FIFO: take its due timers, up to the next heap entry.
+
+        A FIFO is already in firing order, so its timers that are due and
+        earlier than every other heap entry come out with one ``popleft``
+        each; only the FIFO's new head goes back into the heap (one sift per
+        run, not per timer: ``call_later(0)`` in a burst is one run).
+        """
+        heap = self._heap
+        fifo = self._fifos[delay]
+        # The earliest deadline among the other entries: the smaller child of the root.
+        size = len(heap)
+        other = min(heap[1][0], heap[2][0]) if size > 2 else heap[1][0] if size == 2 else _INF
+        popleft, append = fifo.popleft, due.append
+        timer = head
+        taken = cancelled = 0
+        while True:
+            taken += 1
+            timer._queue = None
+            if timer.cancelled:
+                cancelled += 1
+            else:
+                append(timer)
+            if not fifo:
+                break
+            when = fifo[0].when
+            if when > now or when >= other:  # not due, or a tie the heap must break by creation
+                break
+            timer = popleft()
+        self._stored -= taken
+        self._cancelled -= cancelled
+        if fifo:
+            successor = popleft()
+            heapreplace(heap, (successor.when, successor.seq, successor, delay))
+        else:
+            del self._fifos[delay]
+            heappop(heap)
 
     def _pop_entry(self) -> Timer:
         """Pop the heap's head; if it came from a FIFO, that FIFO's next timer takes its place.

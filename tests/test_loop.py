@@ -810,6 +810,38 @@ def test_a_keyboard_interrupt_in_a_timer_leaves_the_other_due_timers_for_the_nex
     assert ran == ["one-shot", "periodic", "periodic"], "the periodic timer keeps its schedule"
 
 
+def test_every_timer_callback_is_counted_in_the_stats_and_a_slow_one_is_named(loop_class):
+    class Touchy(loop_class):
+        slow_callback = 0.02  # so that the test needs no 100 ms callback
+
+    def dawdle():
+        deadline = time.perf_counter() + 0.03
+        while time.perf_counter() < deadline:
+            pass
+
+    def dawdle_periodically():
+        dawdle()
+
+    loop = Touchy()
+    try:
+        before = loop.stats()["loop"]["callbacks"]
+        ran = []
+        for i in range(3):
+            loop.call_later(0, ran.append, i)
+        loop.call_later(0, dawdle)
+        loop.call_every(1e-9, dawdle_periodically)
+        loop.call_later(0, ran.append, 3)
+        loop.run_once(0)
+        snapshot = loop.stats()["loop"]
+    finally:
+        loop.close()
+    assert ran == [0, 1, 2, 3]
+    assert snapshot["callbacks"] - before == 6
+    assert snapshot["slow"] == 2 and snapshot["slowest"]["seconds"] >= 0.03
+    assert "dawdle" in snapshot["slowest"]["what"]
+    assert snapshot["callback_seconds"] >= 0.06
+
+
 def test_an_on_error_that_re_raises_is_called_once_and_the_socket_keeps_being_served(loop, push_pull):
     push, pull = push_pull
     calls, got = [], []

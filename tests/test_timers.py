@@ -67,6 +67,72 @@ def test_compaction_keeps_the_live_timers_in_order():
     assert fired(queue, 10.0) == expected
 
 
+def test_a_timer_made_by_call_later_has_every_slot_a_timer_made_by_call_at_has():
+    from pollframe.timers import Timer
+
+    queue = TimerQueue()
+    later, at = queue.call_later(0.0, 1.0, print, ("x",)), queue.call_at(1.0, print, ("x",))
+    slots = [name for cls in Timer.__mro__ for name in getattr(cls, "__slots__", ()) if name != "__weakref__"]
+    for name in slots:
+        assert type(getattr(later, name)) is type(getattr(at, name)), name
+    assert (later.when, later.interval, later.cancelled, later.pending) == (1.0, None, False, True)
+
+
+def test_a_burst_of_zero_delay_timers_fires_in_order_without_the_cancelled_ones_and_keeps_the_rest():
+    queue = TimerQueue()
+    burst = [queue.call_later(float(i), 0.0, print, (i,)) for i in range(10)]
+    burst[3].cancel()
+    burst[7].cancel()
+    assert fired(queue, 5.0) == [0, 1, 2, 4, 5]
+    assert len(queue) == 3 and queue.next_deadline() == 6.0, "the not-yet-due rest waits in its FIFO"
+    assert fired(queue, 9.0) == [6, 8, 9]
+    assert len(queue) == 0 and queue.next_deadline() is None and queue._fifos == {}
+
+
+def test_a_run_from_one_delay_stops_at_a_timer_of_another_delay_or_of_call_at_due_in_between():
+    queue = TimerQueue()
+    for now in (0.0, 1.0, 2.0, 3.0):
+        queue.call_later(now, 0.0, print, (f"zero@{now:g}",))
+    queue.call_at(1.5, print, ("at@1.5",))
+    queue.call_later(0.0, 2.0, print, ("two@2",))  # the same deadline as zero@2, made later
+    assert fired(queue, 3.0) == ["zero@0", "zero@1", "at@1.5", "zero@2", "two@2", "zero@3"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_timers_and_cancels_fire_in_deadline_then_creation_order(seed):
+    import random
+
+    rng = random.Random(seed)
+    queue, now = TimerQueue(), 0.0
+    model = {}  # name -> (deadline, sequence) of what will still fire
+    handles = {}
+    got, expected = [], []
+    for step in range(800):
+        action = rng.random()
+        name = f"n{step}"
+        if action < 0.5:  # few delays on a whole-second clock: many ties between FIFOs and call_at
+            handles[name] = queue.call_later(now, rng.choice([0.0, 0.0, 1.0, 2.0]), print, (name,))
+        elif action < 0.6:
+            handles[name] = queue.call_at(now + rng.choice([0.0, 1.0, 3.0]), print, (name,))
+        elif action < 0.75 and model:
+            victim = rng.choice(sorted(model))
+            handles[victim].cancel()
+            del model[victim]
+            continue
+        else:
+            now += rng.choice([0.0, 1.0, 2.0])
+            got.extend(fired(queue, now))
+            due = sorted((key, n) for n, key in model.items() if key[0] <= now)
+            expected.extend(n for _, n in due)
+            for _, n in due:
+                del model[n]
+            continue
+        model[name] = (handles[name].when, handles[name].seq)
+    got.extend(fired(queue, now + 10.0))
+    expected.extend(n for _, n in sorted((key, n) for n, key in model.items()))
+    assert got == expected and len(queue) == 0
+
+
 @pytest.mark.parametrize(
     "previous, interval, now, expected",
     [
