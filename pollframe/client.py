@@ -44,6 +44,7 @@ from typing import Any
 import zmq
 from zmq.backend import zmq_poll
 
+from pollframe import trace
 from pollframe.address import parse_address
 from pollframe.codec import Codec, JsonCodec, Triple
 from pollframe.errors import RemoteError, RequestTimeout
@@ -105,6 +106,7 @@ class RequestClient:
         self._own_context = context is None
         self._context: zmq.Context[Any] = zmq.Context() if context is None else context
         self._socket: zmq.Socket[Any] | None = None
+        self._traced: trace.Channel | None = None  # records the socket's messages when tracing
         self._closed = False
 
     # ------------------------------------------------------------------ API
@@ -188,12 +190,19 @@ class RequestClient:
             if not _wait(sock, zmq.POLLOUT, deadline):
                 return None
             sock.send_multipart(frames, zmq.NOBLOCK)
+        if self._traced is not None:
+            self._traced.sent(frames)
         if not _wait(sock, zmq.POLLIN, deadline):
             return None
-        return sock.recv_multipart(zmq.NOBLOCK)
+        reply = sock.recv_multipart(zmq.NOBLOCK)
+        if self._traced is not None:
+            self._traced.received(reply)
+        return reply
 
     def _open(self) -> zmq.Socket[Any]:
         sock = connect_socket(self._context, zmq.REQ, self.endpoint, self.sockopts)
+        recorder = trace.recorder()  # decided per socket: None (and free) unless tracing is on
+        self._traced = None if recorder is None else recorder.channel(sock)
         self._socket = sock
         self.sockets += 1
         return sock

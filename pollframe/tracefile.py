@@ -81,8 +81,11 @@ class TraceFile:
 def parse(data: bytes) -> TraceFile:
     """Read a trace file's bytes; raises ValueError if it is not a trace file.
 
-    A last record cut short is dropped and ``truncated`` set.
+    A last record cut short is dropped and ``truncated`` set; so is a file
+    read before its writer finished the magic (an empty file: nothing yet).
     """
+    if len(data) < len(MAGIC) and MAGIC.startswith(data):
+        return TraceFile(truncated=True)
     if not data.startswith(MAGIC):
         raise ValueError("not a pollframe trace file (bad magic)")
     out = TraceFile()

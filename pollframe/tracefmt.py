@@ -266,8 +266,8 @@ def render_frames(frames: Optional[Sequence[bytes]], sock_type: str, namer: Name
 
     A ROUTER's first frame is a peer identity; the frames before the first
     empty one (a DEALER's correlation id) are envelope ids; a later frame
-    equal to a named one (a broker passing on a client's identity) gets
-    the same name.
+    equal to a named one (a broker or a queue passing on a client's
+    identity, in its envelope or after it) gets the same name.
     """
     if frames is None:
         return "(not traced)"
@@ -276,8 +276,8 @@ def render_frames(frames: Optional[Sequence[bytes]], sock_type: str, namer: Name
     for i, frame in enumerate(frames):
         if i == 0 and sock_type == "ROUTER" and frame:
             shown.append(namer.name("peer", frame))
-        elif i < first_empty and frame:
-            shown.append(namer.name("id", frame))
+        elif i < first_empty and frame:  # a known peer passed on in an envelope keeps its name
+            shown.append(namer.known(frame) or namer.name("id", frame))
         else:
             shown.append(namer.known(frame) or show_frame(frame))
     return "[" + ", ".join(shown) + "]"

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -22,8 +22,9 @@ EXAMPLES = ROOT / "examples"
 class Script:
     """One example script running in its own process, its output read line by line."""
 
-    def __init__(self, path: Path, *args: str) -> None:
-        env = dict(os.environ)
+    def __init__(self, path: Path, *args: str, env: Optional[Dict[str, str]] = None) -> None:
+        """Start ``path`` with ``args``; ``env`` adds to (or overrides) this process's environment."""
+        env = dict(os.environ, **(env or {}))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         self.name = f"{path.name} {' '.join(args)}"

@@ -81,6 +81,19 @@ def test_a_trace_file_cut_short_keeps_every_whole_record_and_says_it_was_cut():
     assert cut.truncated and not whole.truncated
 
 
+@pytest.mark.parametrize("cut", [0, 1, len(tracefile.MAGIC) - 1])
+def test_a_trace_file_read_before_its_magic_was_written_whole_is_empty_and_cut(cut):
+    read = tracefile.parse(tracefile.MAGIC[:cut])
+    assert read.records == [] and read.process is None and read.truncated
+
+
+def test_a_router_identity_passed_on_in_another_envelope_keeps_its_name():
+    namer = Namer()
+    client, worker = b"\x00\x6b\x8b\x45\x67", b"\x00\x6b\x8b\x45\x99"
+    assert render_frames([client, b"", b"7"], "ROUTER", namer) == "[peer-1, '', b'7']"
+    assert render_frames([worker, client, b"", b"7"], "ROUTER", namer) == "[peer-2, peer-1, '', b'7']"
+
+
 def test_a_file_that_is_not_a_trace_is_refused_by_name():
     with pytest.raises(ValueError, match="not a pollframe trace file"):
         tracefile.parse(b"hello")
@@ -266,6 +279,28 @@ def test_a_documented_chain_that_differs_from_the_wire_fails_with_a_diff(ping_po
         assert_chain(str(ping_pong_trace), wrong)
     assert "-2 IN : [ping_id, '', 'pong, [count, 1], {}']" in str(failure.value)
     assert "+    2 IN : [peer-1, '', 'pong, [0], {}']" in str(failure.value)
+
+
+def test_steps_the_caller_skips_may_come_between_the_steps_of_a_chain():
+    client, server = tracefmt.Peer("client", "DEALER", key=(0, 1)), tracefmt.Peer("server", "ROUTER", key=(1, 1))
+    sid = b"\x00\x80\x00\x00\x01"
+
+    def step(t, sender, receiver, sent, received):
+        return tracefmt.Step(t, sender, receiver, [*sent], [*received])
+
+    steps = [step(0.0, client, server, [b"ask"], [sid, b"ask"]),
+             step(0.1, server, client, [sid, b"hb"], [b"hb"]),
+             step(0.2, server, client, [sid, b"answer"], [b"answer"])]
+    chain = """
+        1 IN : [b'ask']
+        1 OUT: [client_id, b'ask']
+
+        2 IN : [client_id, b'answer']
+        2 OUT: [b'answer']
+    """
+    with pytest.raises(AssertionError, match="not in the trace"):
+        assert_chain(steps, chain)
+    assert_chain(steps, chain, skip=lambda s: s.sent is not None and s.sent[-1] == b"hb")
 
 
 def test_a_variable_must_stand_for_the_same_value_in_every_line_of_a_chain(ping_pong_trace):

@@ -2,9 +2,10 @@
 
     python examples/majordomo/client.py ENDPOINT [COUNT] [--service NAME] [--timeout S] [--retries N]
 
-Prints OK and exits 0 when every reply echoed its request; exits 1 with the
-reason otherwise (a request that got no reply after every retry, a reply
-that does not match).
+It first asks the broker whether the service has a worker (``mmi.service``)
+and says on stderr when it has none yet. Prints OK and exits 0 when every
+reply echoed its request; exits 1 with the reason otherwise (a request
+that got no reply after every retry, a reply that does not match).
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def main(argv: list[str]) -> int:
     check = EchoCheck(args.prefix)
     with Client(args.endpoint, timeout=args.timeout, retries=args.retries) as client:
         try:
+            if not client.service_available(args.service):  # RFC 8: the broker answers it itself
+                print(f"no worker offers {args.service!r} yet; the broker keeps the requests until one "
+                      "does", file=sys.stderr)
             for _ in range(args.count):
                 request = check.next_request()
                 check.check(request, client.request(args.service, *request))

@@ -24,7 +24,8 @@ list or an object, and the same word must match the same text in every
 line of the block; ``...`` matches anything. The first word of a quoted
 JSON frame (the message type), JSON strings and ``true``/``false``/``null``
 are literal. Spaces do not matter, nor how the diagram is aligned: its
-lines are compared word by word. A mismatch fails with a diff between
+lines are compared word by word. Messages on their own clock (heartbeats) may
+come between a chain's steps: ``skip=`` leaves such recorded steps out. A mismatch fails with a diff between
 the documented block and the closest recorded steps.
 
 :func:`chains_in` reads the blocks out of a Markdown file (the code blocks
@@ -35,7 +36,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from pollframe import tracefmt
 from pollframe.tracefmt import Namer, Step
@@ -56,10 +57,13 @@ def recorded_steps(trace: Trace) -> List[Step]:
     return list(trace)
 
 
-def assert_chain(trace: Trace, documented: Union[str, "os.PathLike[str]"]) -> None:
+def assert_chain(trace: Trace, documented: Union[str, "os.PathLike[str]"], *,
+                 skip: Optional[Callable[[Step], bool]] = None) -> None:
     """Fail with a diff unless the documented chain appears in the trace.
 
     ``documented`` is the block's text, or a file holding one block.
+    ``skip(step)`` true leaves a recorded step out before matching: messages
+    on their own clock (heartbeats) that may come between a chain's steps.
     """
     __tracebackhide__ = True
     text = _read_block(documented)
@@ -72,6 +76,8 @@ def assert_chain(trace: Trace, documented: Union[str, "os.PathLike[str]"]) -> No
     best: Tuple[int, Optional[str]] = (-1, None)
     k = len(steps) // 2
     for conv in tracefmt.conversations(recorded):
+        if skip is not None:
+            conv = [step for step in conv if not skip(step)]
         for start in range(len(conv) - k + 1):
             window = conv[start:start + k]
             shown = tracefmt.render_steps(window, namer, folded=False)
