@@ -117,7 +117,8 @@ def test_the_majordomo_chains_of_asking_requesting_heartbeating_and_stopping_are
     endpoint = free_tcp_endpoint()
     broker, _ = mdp_broker_and_worker(traced, endpoint)
     assert mdp_client(traced, endpoint, 1).finish()[:2] == (0, "OK")
-    assert_chain(traced.directory, MDP_CHAINS["Asking whether a service is there (RFC 8)"], skip=mdp_heartbeat)
+    assert_chain(traced.directory, MDP_CHAINS["Asking whether a service is there (RFC 8)"],
+                 skip=mdp_heartbeat)
     assert_chain(traced.directory, MDP_CHAINS["A request and its reply"], skip=mdp_heartbeat)
     chain_appears(traced.directory, MDP_CHAINS["Both sides heartbeat"])
     returncode, _, err = broker.stop()
@@ -130,7 +131,8 @@ def test_the_majordomo_chain_of_a_worker_that_answers_too_late_is_what_the_scrip
     endpoint = free_tcp_endpoint()
     traced.start(MAJORDOMO / "broker.py", endpoint, "--heartbeat", HB, ready="MDP broker on")
     # Busy for 5 heartbeat intervals on each request: silent that long, so the broker forgets it.
-    traced.start(MAJORDOMO / "worker.py", endpoint, "--heartbeat", HB, "--work", "1.0", ready="MDP worker for")
+    traced.start(MAJORDOMO / "worker.py", endpoint, "--heartbeat", HB, "--work", "1.0",
+                 ready="MDP worker for")
     chain_appears(traced.directory, MDP_CHAINS["A worker registers"])
     client = mdp_client(traced, endpoint, 1)
     chain_appears(traced.directory, REQUEST_AT_THE_BROKER, skip=mdp_heartbeat)  # handed to the only worker

@@ -282,7 +282,8 @@ def test_a_documented_chain_that_differs_from_the_wire_fails_with_a_diff(ping_po
 
 
 def test_steps_the_caller_skips_may_come_between_the_steps_of_a_chain():
-    client, server = tracefmt.Peer("client", "DEALER", key=(0, 1)), tracefmt.Peer("server", "ROUTER", key=(1, 1))
+    client = tracefmt.Peer("client", "DEALER", key=(0, 1))
+    server = tracefmt.Peer("server", "ROUTER", key=(1, 1))
     sid = b"\x00\x80\x00\x00\x01"
 
     def step(t, sender, receiver, sent, received):

@@ -1,6 +1,6 @@
 """An MDP/0.1 echo worker: registers SERVICE with the broker and echoes each request.
 
-    python examples/majordomo/worker.py ENDPOINT [SERVICE] [--heartbeat S] [--work S]   # default service "echo"
+    python examples/majordomo/worker.py ENDPOINT [SERVICE] [--heartbeat S] [--work S]   # default "echo"
 
 ``--work S`` makes each request take S seconds of blocking work: a worker
 busy for longer than 3 heartbeat intervals is silent that long, so the
@@ -27,6 +27,9 @@ from pollframe.process import ZmqProcess
 from pollframe.stream import Stream
 
 
+Handle = Callable[[Sequence[bytes]], List[bytes]]
+
+
 class EchoWorkerProc(ZmqProcess):
     """The process tier: a DEALER to the broker per connection, the Worker on the loop."""
 
@@ -49,7 +52,7 @@ class EchoWorkerProc(ZmqProcess):
                              max_backoff=max(self.backoff, 8.0))
         print(f"MDP worker for {self.service!r} at {self.endpoint}", flush=True)
 
-    def _slow(self, handle: Callable[[Sequence[bytes]], List[bytes]]) -> Callable[[Sequence[bytes]], List[bytes]]:
+    def _slow(self, handle: Handle) -> Handle:
         """``handle``, after ``work`` seconds of blocking work (the loop does nothing meanwhile)."""
         if not self.work:
             return handle
