@@ -23,6 +23,12 @@ Coroutine handler: PongProc's handler with ``@message async def ping``
 against the plain ``@message def ping`` one, each served by a Stream on a
 PollLoop and timed by a raw REQ client.
 
+Reply cache: the plain handler with ``replies=ReplyCache()`` against the
+same handler without it, timed by a raw DEALER keeping 64 requests in
+flight, each with an id of its own as a Requester sends them (a REQ client
+has none, and the cache would skip it): the server is the bottleneck, so
+the ratio is the cache's cost per request (a key, an entry, a stored reply).
+
 Pinning: ``--pin`` places client and server as in the other round-trip
 scenarios, and the pipelined and lockstep cases are measured under the
 other placement too (``same`` adds ``split`` and the reverse; ``none``
@@ -36,6 +42,7 @@ at once, which is what it is for.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from functools import partial
@@ -54,6 +61,7 @@ WARMUP = 500
 PIPELINED = ["Requester", "asyncio-idiomatic", "asyncio-tuned", "zmqstream", "REQ-lockstep"]
 LOCKSTEP = ["raw-REQ", "Requester-lockstep"]
 HANDLERS = ["plain-handler", "async-handler"]
+CACHED = ["handler-ids", "cached-handler"]
 
 
 #: How each placement is named in a case: "pipelined x64, 1 CPU".
@@ -100,6 +108,7 @@ def handler_server(link: Connection, params: Dict[str, Any]) -> None:
     harness.pin_round_trip("server", params["pin"])
     from pollframe.handler import MessageHandler, message
     from pollframe.loop import PollLoop
+    from pollframe.replycache import ReplyCache
     from pollframe.stream import Stream
 
     class Plain(MessageHandler):
@@ -117,7 +126,9 @@ def handler_server(link: Connection, params: Dict[str, Any]) -> None:
     stream = Stream(ctx.socket(zmq.ROUTER), loop)
     try:
         link.send(bind_random(stream.socket))
-        handler = (Async if params["competitor"] == "async-handler" else Plain)(reply_stream=stream)
+        competitor = params["competitor"]
+        replies = ReplyCache() if competitor == "cached-handler" else None
+        handler = (Async if competitor == "async-handler" else Plain)(reply_stream=stream, replies=replies)
         stream.on_recv(handler)
         loop.register(link.fileno(), lambda fd, ev: loop.stop())
         loop.run()
@@ -298,6 +309,34 @@ def client_req(endpoint: str, n: int) -> float:
         ctx.term()
 
 
+def client_dealer_ids(endpoint: str, n: int) -> float:
+    """A raw DEALER keeping 64 requests in flight, each with its own 16-byte id, never reused."""
+    ctx = new_context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.sndhwm = sock.rcvhwm = 0
+    sock.connect(endpoint)
+    ids = itertools.count()
+    try:
+        send, recv = sock.send_multipart, sock.recv_multipart
+
+        def run(count: int) -> None:
+            sent = done = 0
+            for _ in range(min(IN_FLIGHT, count)):
+                send([next(ids).to_bytes(16, "big"), b"", _request(sent)])
+                sent += 1
+            while done < count:
+                json.loads(recv()[2])
+                done += 1
+                if sent < count:
+                    send([next(ids).to_bytes(16, "big"), b"", _request(sent)])
+                    sent += 1
+
+        return _timed(run, n)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
 CLIENTS: Dict[str, Callable[[str, int], float]] = {
     "Requester": client_requester,
     "asyncio-idiomatic": partial(client_asyncio, tuned=False),
@@ -308,6 +347,8 @@ CLIENTS: Dict[str, Callable[[str, int], float]] = {
     "Requester-lockstep": partial(client_requester, lockstep=True),
     "plain-handler": client_req,
     "async-handler": client_req,
+    "handler-ids": client_dealer_ids,
+    "cached-handler": client_dealer_ids,
 }
 
 
@@ -342,4 +383,7 @@ def request_cases(sizes: Any, competitors: List[str]) -> List[Case]:
     cases.append(Case(scenario="requests", case="PongProc handler", competitors=HANDLERS, unit="rt/s",
                       measure=partial(measure, n=sizes.requests // 2, pin=pin, server=handler_server),
                       baseline=("requests", "PongProc handler", "plain-handler")))
+    cases.append(Case(scenario="requests", case="handler, reply cache", competitors=CACHED, unit="req/s",
+                      measure=partial(measure, n=sizes.requests, pin=pin, server=handler_server),
+                      baseline=("requests", "handler, reply cache", "handler-ids")))
     return cases

@@ -234,7 +234,7 @@ class MessageHandler:
             raise ValueError("a REP socket strips the request ids a ReplyCache keys on: serve on a ROUTER")
         self.replies = replies
         self._routing = 1 if kind == _ZMQ_ROUTER else 0  # frames before a request's own id
-        self._keyed: tuple[Any, Any] = (None, None)  # the last request asked about, and its key
+        self._keyed: tuple[Any, Any, float] = (None, None, 0.0)  # the last request asked about, its key, when
         self.errors: Counter[str] = Counter()
         self.__frames: list[bytes] | None = None
         self.__replied: Union[bool, ReplyToken] = False  # or the ReplyToken taken for this message
@@ -358,15 +358,17 @@ class MessageHandler:
     def _seen(self, msg: list[bytes]) -> bool:
         """Whether the reply cache knows this request; if so its stored reply is sent (if it has one)."""
         key = request_key(msg, self.json_load, self._routing)
-        self._keyed = msg, key  # a reply sent while it is handled need not compute it again
         if key is None:
+            self._keyed = msg, None, 0.0
             return False
+        now = self._now()
+        self._keyed = msg, key, now  # a reply sent while it is handled need not compute them again
         assert self.replies is not None
-        reply = self.replies.arrived(key, self._now())
+        reply = self.replies.arrived(key, now)
         if reply is None:
             return False
-        if reply and self.reply_stream is not None:
-            self._transmit(msg[: self.json_load] + list(reply), "stored reply")
+        if reply and self.reply_stream is not None:  # the handler stores replies of one frame
+            self._deliver(msg, reply[0], "stored reply", remember=False)
         return True
 
     def _now(self) -> float:
@@ -441,22 +443,21 @@ class MessageHandler:
         self.__replied = True  # tried: a second attempt would break REP lockstep
         self._deliver(frames, frame, msg_type)
 
-    def _deliver(self, request: list[bytes], frame: bytes, msg_type: str) -> None:
-        """Send the reply *frame* to the sender of *request* (and keep it in the reply cache)."""
-        if self.replies is not None:
-            keyed, key = self._keyed
-            if keyed is not request:
-                key = request_key(request, self.json_load, self._routing)
-            if key is not None:
-                self.replies.replied(key, (frame,), self._now())
-        self._transmit(request[: self.json_load] + [frame], msg_type)
+    def _deliver(self, request: list[bytes], frame: bytes, msg_type: str, remember: bool = True) -> None:
+        """Send the reply *frame* to the sender of *request*, first kept in the reply cache (if any).
 
-    def _transmit(self, frames: list[bytes], msg_type: str) -> None:
-        """Send a reply's frames; a failure is counted and logged (throttled), never raised into the loop."""
+        A failure to send is counted and logged (throttled), never raised into the loop.
+        """
+        if remember and self.replies is not None:
+            keyed, key, now = self._keyed
+            if keyed is not request:  # a later reply (a token, an async handler)
+                key, now = request_key(request, self.json_load, self._routing), self._now()
+            if key is not None:
+                self.replies.replied(key, (frame,), now)
         stream = self.reply_stream
         assert stream is not None
         try:
-            stream.send_multipart(frames)
+            stream.send_multipart(request[: self.json_load] + [frame])
         except Exception as exc:  # a full queue, a socket error: the loop must go on
             self.errors["reply_failed"] += 1
             if worth_logging(self.errors["reply_failed"]):

@@ -26,9 +26,9 @@ never cached.
 
 Bounds. At most ``max_entries`` entries (the oldest is evicted first), each
 kept ``ttl`` seconds from the arrival of the request's first copy. Entries
-are kept in arrival order, which is also expiry order, so eviction and
-expiry each cost O(1). Memory is about ``max_entries`` times (the id frames
-plus the reply).
+are kept in arrival order, which is also expiry order (two deques beside
+the dict of replies), so eviction and expiry each cost O(1). Memory is
+about ``max_entries`` times (the id frames plus the reply).
 
 Sans-io: no zmq, no clock of its own. The caller passes keys, frames and the
 time (monotonic seconds, e.g. ``loop.time()``).
@@ -37,8 +37,8 @@ time (monotonic seconds, e.g. ``loop.time()``).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from typing import Hashable, Optional, Sequence, Tuple
+from collections import deque
+from typing import Deque, Dict, Hashable, Optional, Sequence, Tuple
 
 __all__ = ["IN_PROGRESS", "ReplyCache", "request_key"]
 
@@ -47,6 +47,8 @@ Frames = Tuple[bytes, ...]
 
 IN_PROGRESS: Tuple[()] = ()
 """What :meth:`ReplyCache.arrived` answers for a request still being executed: drop this copy."""
+
+_UNKNOWN = object()
 
 
 def request_key(frames: Sequence[bytes], json_load: int = -1, routing: int = 0) -> Optional[Key]:
@@ -92,9 +94,10 @@ class ReplyCache:
             raise ValueError(f"ttl must be a finite number of seconds > 0, not {ttl!r}")
         self.max_entries = max_entries
         self.ttl = float(ttl)
-        # key -> (expires at, reply frames or None while in progress), oldest first.
-        self._entries: OrderedDict[Key, Tuple[float, Optional[Frames]]] = OrderedDict()
-        self._check_at = math.inf  # no entry expires before this (a lower bound: the oldest's expiry or less)
+        # key -> reply frames (None while in progress); the keys and their expiry times, oldest first.
+        self._replies: Dict[Key, Optional[Frames]] = {}
+        self._keys: Deque[Key] = deque()
+        self._expiries: Deque[float] = deque()
         self.resent = 0
         self.dropped = 0
         self.evicted = 0
@@ -106,18 +109,18 @@ class ReplyCache:
         A new key is entered as in progress. A copy of a known key does not
         make its entry live longer: the ttl runs from the first copy.
         """
-        if now >= self._check_at:
+        expiries = self._expiries
+        if expiries and expiries[0] <= now:
             self._expire(now)
-        entry = self._entries.get(key)
-        if entry is None:
+        reply = self._replies.get(key, _UNKNOWN)
+        if reply is _UNKNOWN:
             self._add(key, now, None)
             return None
-        reply = entry[1]
         if reply is None:
             self.dropped += 1
             return IN_PROGRESS
         self.resent += 1
-        return reply
+        return reply  # type: ignore[return-value]
 
     def replied(self, key: Key, frames: Sequence[bytes], now: float) -> None:
         """The reply to *key* is *frames* (at least one): kept for the copies still to come.
@@ -128,43 +131,39 @@ class ReplyCache:
         if not frames:
             raise ValueError("a reply has at least one frame")
         reply = frames if type(frames) is tuple else tuple(frames)
-        if now >= self._check_at:
+        expiries = self._expiries
+        if expiries and expiries[0] <= now:
             self._expire(now)
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is None:
-            self._add(key, now, reply)
+        if key in self._replies:
+            self._replies[key] = reply  # the entry keeps its place and its expiry
         else:
-            entries[key] = (entry[0], reply)  # an existing key keeps its place (and its expiry)
+            self._add(key, now, reply)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._replies)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        return key in self._replies
 
     def __repr__(self) -> str:
-        return (f"<ReplyCache {len(self._entries)}/{self.max_entries} ttl={self.ttl:g}s resent={self.resent} "
+        return (f"<ReplyCache {len(self._replies)}/{self.max_entries} ttl={self.ttl:g}s resent={self.resent} "
                 f"dropped={self.dropped} evicted={self.evicted} expired={self.expired}>")
 
     # ------------------------------------------------------------ internals
 
     def _add(self, key: Key, now: float, reply: Optional[Frames]) -> None:
-        entries = self._entries
-        if len(entries) >= self.max_entries:
-            entries.popitem(last=False)  # _check_at stays a lower bound
+        replies = self._replies
+        if len(replies) >= self.max_entries:
+            del replies[self._keys.popleft()]
+            self._expiries.popleft()
             self.evicted += 1
-        elif not entries:
-            self._check_at = now + self.ttl
-        entries[key] = (now + self.ttl, reply)
+        replies[key] = reply
+        self._keys.append(key)
+        self._expiries.append(now + self.ttl)
 
     def _expire(self, now: float) -> None:
-        entries = self._entries
-        while entries:
-            expires = next(iter(entries.values()))[0]
-            if expires > now:
-                self._check_at = expires
-                return
-            entries.popitem(last=False)
+        replies, keys, expiries = self._replies, self._keys, self._expiries
+        while expiries and expiries[0] <= now:
+            expiries.popleft()
+            del replies[keys.popleft()]
             self.expired += 1
-        self._check_at = math.inf
