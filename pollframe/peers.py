@@ -53,9 +53,13 @@ class PeerTable:
 
         A peer that is idle already keeps its place.
         """
-        self._touch(peer, now)
-        if peer not in self._idle:
-            self._idle[peer] = None
+        heard = self._heard
+        if peer in heard:
+            del heard[peer]  # as _touch does, inline: a broker calls this once per reply
+        heard[peer] = now
+        idle = self._idle
+        if peer not in idle:
+            idle[peer] = None
 
     def seen(self, peer: bytes, now: float) -> bool:
         """``peer`` was heard from (a heartbeat, any message): it is alive at ``now``.

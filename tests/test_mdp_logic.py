@@ -189,6 +189,71 @@ def test_many_requests_through_three_workers_are_each_answered_once(net):
     assert sum(len(w.served) for w in workers) == 100
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_under_random_load_no_service_has_idle_workers_and_queued_requests_and_each_is_answered_once(
+    seed,
+):
+    import random
+
+    rng = random.Random(seed)
+    net = Network(Broker(heartbeat=HB, liveness=3, request_expiry=1e9))
+    services = [b"echo", b"other"]
+    live, frozen = [], set()
+    counter = 0
+    sent: Dict[bytes, int] = {}
+
+    def join() -> None:
+        identity = b"W%d" % len(live + list(frozen))
+        net.worker_send(identity, mdp.ready(rng.choice(services)))
+        live.append(identity)
+
+    def serve(identity: bytes) -> None:
+        for frames in net.take(identity):
+            if frames[2] == mdp.REQUEST:
+                net.worker_send(identity, mdp.worker_reply(frames[3], frames[5:]))
+
+    def check_invariant() -> None:
+        for name, (_, idle, queued) in net.broker.services().items():
+            assert not (idle and queued), f"service {name}: {idle} idle workers and {queued} queued requests"
+
+    for _ in range(3):
+        join()
+    for _ in range(600):
+        action = rng.random()
+        if action < 0.45:
+            counter += 1
+            service = rng.choice(services)
+            ask(net, b"C%d" % rng.randrange(4), b"%d" % counter, service)
+            sent[b"%d" % counter] = 0
+        elif action < 0.8 and live:
+            serve(rng.choice(live))
+        elif action < 0.85:
+            join()
+        elif action < 0.88 and len(live) > 2:
+            victim = live.pop(rng.randrange(len(live)))
+            frozen.add(victim)  # silent from now on: expired, its request goes to another worker
+        else:
+            for identity in live:
+                net.worker_send(identity, list(mdp.HEARTBEAT_FRAMES))
+            net.tick(HB * rng.choice([0.5, 1.5]))
+        check_invariant()
+    for name in services:  # make sure every service has a live worker, then serve until quiet
+        net.worker_send(b"last-" + name, mdp.ready(name))
+        live.append(b"last-" + name)
+    for _ in range(3):  # long enough for the frozen workers to expire and their requests to move on
+        for identity in live:
+            net.worker_send(identity, list(mdp.HEARTBEAT_FRAMES))
+        net.tick(HB * 1.5)
+    while any(net.inbox[identity] for identity in live):
+        for identity in live:
+            serve(identity)
+        check_invariant()
+    for client in (b"C0", b"C1", b"C2", b"C3"):
+        for frames in net.take(client):
+            sent[frames[2]] += 1
+    assert set(sent.values()) == {1}, "every request answered exactly once"
+
+
 # ------------------------------------------------------------------ heartbeats and expiry
 
 

@@ -186,19 +186,26 @@ class Broker:
         name = frames[3]
         if not name:
             raise ProtocolError("an MDP client REQUEST names no service")
-        body = list(frames[4:])
+        body = frames[4:]
+        if type(body) is not list:
+            body = list(body)  # a list slice is one already (the reader's frames are)
         self.requests += 1
-        if name.startswith(MMI_PREFIX) and self.mmi:
+        if self.mmi and name.startswith(MMI_PREFIX):
             self.replies += 1
             return [[client, b"", CLIENT, name, self._mmi(name, body)]]
-        service = self._service(name)
-        if len(service.requests) >= self.max_queue:
+        service = self._services.get(name) or self._service(name)
+        requests = service.requests
+        if not requests:  # the common case: straight to an idle worker, if there is one
+            identity = service.workers.take()
+            if identity is not None:
+                self._workers[identity].request = (client, body, now)
+                return [[identity, b"", WORKER, mdp.REQUEST, client, b"", *body]]
+        elif len(requests) >= self.max_queue:
             self.dropped += 1
             return []
-        service.requests.append((client, body, now))
-        out: List[Frames] = []
-        self._dispatch(service, out)
-        return out
+        # No worker is idle: one that was would have been given the queued requests already.
+        requests.append((client, body, now))
+        return []
 
     def _mmi(self, name: bytes, body: Frames) -> bytes:
         if name != b"mmi.service":
@@ -218,9 +225,10 @@ class Broker:
             if len(frames) < 7 or frames[5] != b"":
                 self._forget_worker(identity)
                 raise ProtocolError("an MDP worker REPLY needs a client address, an empty frame and a body")
-            if worker is None or worker.request is None or worker.request[0] != frames[4]:
+            request = worker.request if worker is not None else None
+            if request is None or request[0] != frames[4]:
                 return self._disconnect(identity)
-            return self._reply(worker, frames, now)
+            return self._reply(worker, frames, now)  # type: ignore[arg-type]
         if command == mdp.HEARTBEAT:
             self._check_length(identity, frames, 4, "HEARTBEAT")
             if worker is None:
@@ -250,12 +258,19 @@ class Broker:
 
     def _reply(self, worker: _Worker, frames: Sequence[bytes], now: float) -> List[Frames]:
         service = worker.service
-        worker.request = None
-        service.workers.ready(worker.identity, now)
+        identity = worker.identity
         self.replies += 1
-        out: List[Frames] = [[frames[4], b"", CLIENT, service.name, *frames[6:]]]
-        self._dispatch(service, out)
-        return out
+        reply = [frames[4], b"", CLIENT, service.name, *frames[6:]]
+        requests = service.requests
+        if requests:
+            # No other worker is idle (see _dispatch), so the next request is this worker's:
+            # ready() then take() would hand it to this one too.
+            worker.request = request = requests.popleft()
+            service.workers.seen(identity, now)
+            return [reply, [identity, b"", WORKER, mdp.REQUEST, request[0], b"", *request[1]]]
+        worker.request = None
+        service.workers.ready(identity, now)
+        return [reply]
 
     def _check_length(self, identity: bytes, frames: Sequence[bytes], length: int, name: str) -> None:
         if len(frames) != length:
@@ -279,7 +294,12 @@ class Broker:
         return service
 
     def _dispatch(self, service: _Service, out: List[Frames]) -> None:
-        """Hand queued requests to idle workers, longest idle first."""
+        """Hand queued requests to idle workers, longest idle first.
+
+        Every change that makes a worker idle or queues a request ends here
+        (or does its work), so between calls a service never has both an
+        idle worker and a queued request: the request paths count on it.
+        """
         requests, workers = service.requests, service.workers
         while requests:
             identity = workers.take()

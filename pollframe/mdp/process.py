@@ -37,6 +37,10 @@ class BrokerServer:
         self.stream = stream
         self.broker = broker if broker is not None else Broker(now=loop.time())
         self.invalid = 0
+        # Bound once: _received runs per message.
+        self._handle = self.broker.handle
+        self._time = loop.time
+        self._send_one = stream.send_multipart
         self._tick = loop.call_every(self.broker.heartbeat, self._ticked)
         stream.on_recv(self._received)
 
@@ -48,14 +52,14 @@ class BrokerServer:
 
     def _received(self, frames: List[bytes]) -> None:
         try:
-            out = self.broker.handle(frames, self.loop.time())
+            out = self._handle(frames, self._time())
         except ProtocolError as exc:
             self.invalid += 1
             if worth_logging(self.invalid):
                 log.warning("pollframe: mdp broker: dropped a message from %r: %s (%d such so far)",
                             frames[0][:32] if frames else b"", exc.reason, self.invalid)
             return
-        send = self.stream.send_multipart
+        send = self._send_one
         for message in out:
             send(message)
 
