@@ -160,7 +160,7 @@ def executions(make_socket, endpoint: str) -> dict[str, int]:
 
 
 @pytest.mark.timeout(30)
-def test_a_dealer_that_sends_the_same_request_id_twice_gets_the_same_reply_and_it_runs_once(
+def test_a_request_id_sent_twice_and_again_on_a_new_connection_gets_the_same_reply_and_runs_once(
     start_process, make_socket
 ):
     from multihost_peers import CountingServer
@@ -172,6 +172,9 @@ def test_a_dealer_that_sends_the_same_request_id_twice_gets_the_same_reply_and_i
     first = dealer.recv_multipart()
     dealer.send_multipart(request)
     assert dealer.recv_multipart() == first == [b"id-1", b"", b'["pong", [1], {}]']
+    reconnected = make_socket(zmq.DEALER, connect=server.endpoint, timeout=5.0)  # a new routing id
+    reconnected.send_multipart(request)
+    assert reconnected.recv_multipart() == first
     dealer.send_multipart([b"id-2", b"", b'["ping", [1], {}]'])  # another request: executed
     assert dealer.recv_multipart() == [b"id-2", b"", b'["pong", [1], {}]']
     assert executions(make_socket, server.endpoint) == {"1": 2}
