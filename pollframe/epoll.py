@@ -23,6 +23,15 @@ The rules that make this correct (libzmq's ``ZMQ_FD`` is edge-triggered):
   cannot leave it unwatched.
 * Plain file descriptors are level-triggered, as with ``zmq_poll``.
 
+A pass first asks ``ZMQ_EVENTS`` of the sockets to re-check. If none of
+them has work it sleeps on the epoll set in that same pass (which returns
+at once for any descriptor already ready): asking ``ZMQ_EVENTS`` has
+handled every edge up to now, so the next one wakes the epoll. A
+request/reply socket thus costs one pass and one ``epoll_wait`` per
+request, not two of each.
+``ZMQ_EVENTS`` of the sockets to re-check is read with one ``zmq_poll``
+without a timeout, which asks libzmq for all of them in C.
+
 EpollLoop is the documented way to give PollLoop a backend: a ``Core``
 subclass named by ``core_class``. Linux only (``select.epoll``).
 """
@@ -32,6 +41,7 @@ import errno
 from typing import Any, Dict, List, Tuple
 
 import zmq
+from zmq.backend import zmq_poll
 
 from pollframe.core import Core
 from pollframe.fdset import FdSet
@@ -40,6 +50,8 @@ from pollframe.loop import PollLoop
 __all__ = ["EpollLoop", "EpollCore"]
 
 _EVENTS = int(zmq.EVENTS)
+#: pyzmq's compiled ``Socket.get`` (for the rare one-by-one path).
+_get = zmq.Socket.__mro__[1].get
 # Plain ints: `&` and `|` on pyzmq's IntFlag members run enum code in Python.
 _POLLIN, _POLLOUT, _POLLERR = int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.POLLERR)
 _EPOLLIN, _EPOLLOUT, _EPOLLHUP, _EPOLLERR = 0x001, 0x004, 0x010, 0x008
@@ -76,37 +88,66 @@ class EpollCore(Core):
         return self.fdset.fileno()
 
     def poll(self, ms: int) -> List[Tuple[Any, int]]:
-        recheck = self.recheck
-        timeout = 0 if recheck else (-1 if ms < 0 else ms / 1000)
-        ready = self.fdset.poll(timeout)
-        keys, wanted = self.fdset.keys, self.events
-        events: List[Tuple[Any, int]] = []
-        for fd, mask in ready:
-            key = keys.get(fd)
-            if isinstance(key, zmq.Socket):
-                recheck[key] = None
-            elif key is not None:
-                events.append((key, _poll_events(mask)))
         # Whatever is dispatched now is re-checked next pass, even if its handler never returns:
         # a drain may leave messages behind with no edge left to announce them.
-        self.recheck = {}
-        gone = False
-        for sock in recheck:
-            interest = wanted.get(sock, 0)
-            if interest:
-                try:
-                    revents = int(sock.get(_EVENTS)) & interest
-                except zmq.ZMQError as exc:
-                    if exc.errno not in (errno.ENOTSOCK, zmq.ETERM):
-                        raise
-                    gone = True  # closed behind the loop's back
-                    continue
-                if revents:
-                    events.append((sock, revents))
-                    self.recheck[sock] = None
+        recheck, self.recheck = self.recheck, {}
+        events: List[Tuple[Any, int]] = []
+        gone = self.ask(recheck, events) if recheck else False
+        # Nothing among them: sleep on the set (it returns at once for any descriptor that is ready).
+        ready = self.fdset.poll(0 if events or not ms else (-1 if ms < 0 else ms / 1000))
+        if ready:
+            keys = self.fdset.keys
+            fired: Dict[zmq.Socket, None] = {}
+            for fd, mask in ready:
+                key = keys.get(fd)
+                if isinstance(key, zmq.Socket):
+                    if key not in self.recheck:  # not already among this pass's events
+                        fired[key] = None
+                elif key is not None:
+                    events.append((key, _poll_events(mask)))
+            if fired:
+                gone = self.ask(fired, events) or gone
         if gone:
             self.drop_closed_sockets()
         return events
+
+    def ask(self, socks: Dict[zmq.Socket, None], events: List[Tuple[Any, int]]) -> bool:
+        """Add each socket's ``ZMQ_EVENTS`` of interest to ``events``; True if one was closed.
+
+        One ``zmq_poll`` with no timeout asks them all: libzmq reads
+        ``ZMQ_EVENTS`` of each in C, for less than one ``sock.get`` costs
+        in pyzmq (which builds a ``SocketOption`` enum per call).
+        """
+        wanted = self.events
+        items = [(sock, wanted.get(sock, 0)) for sock in socks]
+        try:
+            found = zmq_poll(items, 0)
+        except zmq.ZMQError as exc:
+            if exc.errno not in (errno.ENOTSOCK, zmq.ETERM):
+                raise
+            return self.ask_each(items, events)  # one was closed behind the loop's back
+        for sock, revents in found:
+            events.append((sock, revents))
+            self.recheck[sock] = None
+        return False
+
+    def ask_each(self, items: List[Tuple[zmq.Socket, int]], events: List[Tuple[Any, int]]) -> bool:
+        """:meth:`ask`, one socket at a time, when one of them is closed; True if one was."""
+        gone = False
+        for sock, interest in items:
+            if not interest:
+                continue
+            try:
+                revents = _get(sock, _EVENTS) & interest
+            except zmq.ZMQError as exc:
+                if exc.errno not in (errno.ENOTSOCK, zmq.ETERM):
+                    raise
+                gone = True
+                continue
+            if revents:
+                events.append((sock, revents))
+                self.recheck[sock] = None
+        return gone
 
     def close(self) -> None:
         """Close the epoll set and forget the sockets to re-check."""

@@ -22,6 +22,16 @@ peer sent.
 Each drain adds the messages it read and their bytes to ``counts`` (a
 :class:`~pollframe.stats.SocketStats`) once, at its end: the per-message
 cost is one ``len`` and one addition.
+
+Lone messages. Draining ends with an ``EAGAIN``, and pyzmq's ``zmq.Again``
+costs several µs to build. A socket whose last drain found a single
+message (one request per wake-up: REQ/REP lockstep) most likely holds one
+again, so after that one message the reader asks a zero-timeout poll (a
+third of the cost) whether to go on. Even that poll repeats what the
+loop's next poll does anyway, so three lone drains out of four skip it and
+leave the rest to the loop's next pass (it finds a waiting message at once,
+as it finds one left by ``limit``); the fourth asks, so that a burst is
+drained as a whole again after at most three passes of one message.
 """
 from __future__ import annotations
 
@@ -69,21 +79,21 @@ def make_reader(
     """The ``handler(revents)`` for ``sock``; see the module docstring."""
     recv = sock.recv
     probe = [(sock, _POLLIN)]
-    # Draining ends with an EAGAIN, and pyzmq's zmq.Again costs several µs
-    # to build. A socket whose last drain found a single message (one
-    # request per wake-up) most likely holds one again: read it, then ask
-    # a zero-timeout poll (a third of the cost) whether to go on draining.
+    # See "Lone messages" in the module docstring: after one message, a drain
+    # that expects no more leaves (lone & 3) or asks `probe` whether to go on.
     expect_one = False
+    lone = 0
 
     # Each drain counts its messages from the loop index: `n` were read when
     # it leaves before reading (EAGAIN, nothing waiting), `n + 1` after one.
     def read_frames(revents: int) -> None:
-        nonlocal expect_one
+        nonlocal expect_one, lone
         n = size = 0
         try:
             for n in range(limit):
                 if n == 1 and expect_one:
-                    if not zmq_poll(probe, 0):
+                    lone += 1
+                    if lone & 3 or not zmq_poll(probe, 0):
                         return
                     expect_one = False
                 try:
@@ -113,12 +123,13 @@ def make_reader(
             counts.last_drain = n
 
     def read_frame(revents: int) -> None:
-        nonlocal expect_one
+        nonlocal expect_one, lone
         n = size = 0
         try:
             for n in range(limit):
                 if n == 1 and expect_one:
-                    if not zmq_poll(probe, 0):
+                    lone += 1
+                    if lone & 3 or not zmq_poll(probe, 0):
                         return
                     expect_one = False
                 try:
@@ -146,12 +157,13 @@ def make_reader(
     most_frames = -1 if max_frames is None else max_frames
 
     def read_checked(revents: int) -> None:
-        nonlocal expect_one
+        nonlocal expect_one, lone
         n = total = 0
         try:
             for n in range(limit):
                 if n == 1 and expect_one:
-                    if not zmq_poll(probe, 0):
+                    lone += 1
+                    if lone & 3 or not zmq_poll(probe, 0):
                         return
                     expect_one = False
                 try:

@@ -73,3 +73,27 @@ def test_one_busy_socket_among_many_idle_ones_is_served(ctx, loop):
     loop.register(idle_sock, got.append, multipart=False)
     run_until(loop, lambda: len(got) == 1_000)
     assert got == [str(i).encode() for i in range(1_000)] and idle == []
+
+
+def test_a_pass_whose_re_check_finds_nothing_sleeps_until_its_timer_in_that_same_pass(push_pull, loop):
+    push, pull = push_pull
+    got, fired = [], []
+    loop.register(pull, got.append)
+    push.send(b"request")
+    loop.run_once(1.0)  # dispatched: the socket is re-checked by the next pass
+    assert got == [[b"request"]]
+    loop.call_later(0.01, fired.append, "timer")
+    loop.run_once(None)  # re-checks, finds nothing, sleeps until the timer: one pass, not two
+    assert fired == ["timer"]
+
+
+def test_a_pass_whose_re_check_finds_nothing_still_wakes_for_a_message(push_pull, loop):
+    push, pull = push_pull
+    got = []
+    loop.register(pull, got.append)
+    push.send(b"first")
+    loop.run_once(1.0)
+    loop.call_soon(push.send, b"second")  # sent by the next pass, after its re-check found nothing
+    loop.run_once(0)
+    run_until(loop, lambda: len(got) == 2)
+    assert got == [[b"first"], [b"second"]]
