@@ -89,6 +89,9 @@ def server(link: Connection, params: Dict[str, Any]) -> None:
         _raw_json_loop(port, router=params["competitor"] == "raw-json-router")
         return
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    # Its stdout buffered, as the baseline's is: PYTHONUNBUFFERED (set in some CI and container
+    # environments) would make each print(..., flush=True) two writes instead of the baseline's one.
+    env.pop("PYTHONUNBUFFERED", None)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen([sys.executable, PONGPROC, f"127.0.0.1:{port}"], cwd=ROOT,
                                 env=env, stdout=subprocess.DEVNULL, stderr=errors)

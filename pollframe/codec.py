@@ -21,6 +21,7 @@ code. A codec may call :func:`to_triple` to apply the same shape rules.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 from typing import Any, Protocol, Sequence
 
@@ -172,6 +173,7 @@ class JsonCodec:
         )
         self._long_int = b"0" * (max_int_digits + 1)
         self._encoder = json.JSONEncoder(allow_nan=False)
+        self._encode = self._c_encoder()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The decoders hold C scanners that cannot be pickled; the settings
@@ -215,13 +217,31 @@ class JsonCodec:
                 return msg_type, args, kwargs
         return to_triple(value)
 
+    def _c_encoder(self) -> Any:
+        """``self._encoder``'s C encoder, made once instead of per call as ``JSONEncoder.encode`` does.
+
+        What ``JSONEncoder.iterencode`` builds for a one-shot encode, with the
+        same settings. A failed encode leaves its circular-reference markers
+        behind (holding the values it was given), so :meth:`encode` makes a
+        new one after a failure. None without the C accelerator.
+        """
+        make = json.encoder.c_make_encoder
+        enc = self._encoder
+        if make is None:  # pragma: no cover - CPython always has it
+            return None
+        return make({}, enc.default, json.encoder.encode_basestring_ascii, None, enc.key_separator,
+                    enc.item_separator, enc.sort_keys, enc.skipkeys, enc.allow_nan)
+
     def encode(self, msg_type: str, args: Sequence[Any], kwargs: dict[str, Any]) -> bytes:
         """Encode a message as ``[msg_type, args, kwargs]``; raise EncodeError."""
         if not isinstance(msg_type, str):
             raise EncodeError(f"reply type is {type(msg_type).__name__}, not a string")
         try:
-            return self._encoder.encode([msg_type, args, kwargs]).encode("ascii")
+            if self._encode is None:  # pragma: no cover
+                return self._encoder.encode([msg_type, args, kwargs]).encode("ascii")
+            return "".join(self._encode([msg_type, args, kwargs], 0)).encode("ascii")
         except (TypeError, ValueError, RecursionError) as exc:
+            self._encode = self._c_encoder()
             reason = f"reply {shorten(msg_type)} cannot be encoded as JSON ({type(exc).__name__})"
             raise EncodeError(reason) from exc
 

@@ -141,7 +141,11 @@ class Core:
         # point run in this pass; those queued by this pass's callbacks wait.
         ready = self.ready
         queued = len(ready)
-        ms = self.poll_timeout_ms(timeout)
+        timers = self.timers
+        if timeout is None and not queued and not timers and not self.stopping:
+            ms = FOREVER  # poll_timeout_ms's answer, without the call: only I/O can bring work
+        else:
+            ms = self.poll_timeout_ms(timeout)
         self.stats.passes += 1
         if ms and self.recorder is not None:
             self.recorder.flush()  # before sleeping: a process killed while idle keeps its trace
@@ -149,7 +153,7 @@ class Core:
         events = self.poll(ms)
         # Phase 3: dispatch — the only place where callbacks are called.
         self.dispatch(events)
-        if self.timers:
+        if timers:
             self.run_timers()
         for _ in range(queued):
             handle = ready.popleft()

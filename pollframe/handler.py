@@ -511,6 +511,11 @@ class MessageHandler:
             return
         if self.__replied:
             raise HandlerFailed(f"handler for {shorten(msg_type)} replied and returned a value (dropped)")
+        if type(result) is list and len(result) == 3:  # the common case, checked inline (as in decode)
+            reply_type, args, kwargs = result
+            if type(reply_type) is str and type(args) is list and type(kwargs) is dict:
+                self._send(reply_type, args, kwargs)
+                return
         try:
             reply_type, args, kwargs = to_triple(result)
         except BadShape:

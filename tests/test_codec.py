@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import weakref
 
 import pytest
 
@@ -207,6 +208,27 @@ def test_encoding_a_lone_surrogate_stays_ascii_and_round_trips(codec):
 def test_values_json_cannot_carry_raise_encode_error(codec, value):
     with pytest.raises(EncodeError, match="cannot be encoded"):
         codec.encode("pong", [value], {})
+
+
+def test_a_reply_that_failed_to_encode_is_not_kept_alive_by_the_codec(codec):
+    class Unencodable:
+        pass
+
+    value = Unencodable()
+    gone = weakref.ref(value)
+    with pytest.raises(EncodeError):
+        codec.encode("pong", [[value]], {})
+    del value
+    assert gone() is None, "the encoder's circular-reference markers still hold it"
+    assert codec.encode("pong", [[1]], {}) == b'["pong", [[1]], {}]'
+
+
+def test_a_circular_reply_is_refused_as_circular(codec):
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(EncodeError, match="ValueError") as refused:
+        codec.encode("pong", [loop], {})
+    assert "Circular" in str(refused.value.__cause__)
 
 
 def test_a_non_string_reply_type_raises_encode_error(codec):
