@@ -225,7 +225,7 @@ class JsonCodec:
         behind (holding the values it was given), so :meth:`encode` makes a
         new one after a failure. None without the C accelerator.
         """
-        make = json.encoder.c_make_encoder
+        make = getattr(json.encoder, "c_make_encoder", None)
         enc = self._encoder
         if make is None:  # pragma: no cover - CPython always has it
             return None

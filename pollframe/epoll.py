@@ -50,8 +50,6 @@ from pollframe.loop import PollLoop
 __all__ = ["EpollLoop", "EpollCore"]
 
 _EVENTS = int(zmq.EVENTS)
-#: pyzmq's compiled ``Socket.get`` (for the rare one-by-one path).
-_get = zmq.Socket.__mro__[1].get
 # Plain ints: `&` and `|` on pyzmq's IntFlag members run enum code in Python.
 _POLLIN, _POLLOUT, _POLLERR = int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.POLLERR)
 _EPOLLIN, _EPOLLOUT, _EPOLLHUP, _EPOLLERR = 0x001, 0x004, 0x010, 0x008
@@ -138,7 +136,7 @@ class EpollCore(Core):
             if not interest:
                 continue
             try:
-                revents = _get(sock, _EVENTS) & interest
+                revents = int(sock.get(_EVENTS)) & interest
             except zmq.ZMQError as exc:
                 if exc.errno not in (errno.ENOTSOCK, zmq.ETERM):
                     raise

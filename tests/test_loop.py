@@ -438,7 +438,12 @@ def test_a_socket_with_one_message_per_wake_up_is_probed_after_one_drain_in_four
 
     probes = []
     real_poll = readers.zmq_poll
-    monkeypatch.setattr(readers, "zmq_poll", lambda items, timeout: probes.append(items) or real_poll(items, timeout))
+
+    def counted_poll(items, timeout):
+        probes.append(items)
+        return real_poll(items, timeout)
+
+    monkeypatch.setattr(readers, "zmq_poll", counted_poll)
     push, pull = push_pull
     got = []
     loop.register(pull, got.append, multipart=multipart)
