@@ -160,6 +160,21 @@ class Core:
             if not handle.cancelled:
                 self.call(handle)
 
+    def quiet(self) -> bool:
+        """Whether nothing but the next poll would run after this dispatch: no callback queued, no timer due.
+
+        A reader that leaves a waiting message to the next poll asks first
+        (see pollframe.readers, "Lone messages"), so that it never lets timers
+        or callbacks run before a message that was already waiting.
+        """
+        if self.ready:
+            return False
+        timers = self.timers
+        if not timers:
+            return True
+        deadline = timers.next_deadline()
+        return deadline is None or deadline > self.time()
+
     def poll_timeout_ms(self, timeout: Optional[float]) -> int:
         """Milliseconds to poll, rounded up so that a due timer is never polled past early."""
         if self.ready or self.stopping:

@@ -306,6 +306,7 @@ class PollLoop:
             max_frames=max_frames,
             refused=self.__refused,
             counts=counts,
+            quiet=core.quiet,
         )
 
     def socket_stats(self, sock: zmq.Socket) -> SocketStats:

@@ -31,7 +31,12 @@ third of the cost) whether to go on. Even that poll repeats what the
 loop's next poll does anyway, so three lone drains out of four skip it and
 leave the rest to the loop's next pass (it finds a waiting message at once,
 as it finds one left by ``limit``); the fourth asks, so that a burst is
-drained as a whole again after at most three passes of one message.
+drained as a whole again after at most three passes of one message. A
+drain skips only while ``quiet()`` (the loop's) says that nothing else
+would run before that next poll: no timer due, no callback queued. So a
+message that arrived while a slow callback ran is still read before the
+timers that came due meanwhile (a heartbeat check must see the heartbeat
+that is waiting), exactly as without the skip.
 """
 from __future__ import annotations
 
@@ -75,12 +80,14 @@ def make_reader(
     max_frames: Optional[int] = None,
     refused: Callable[[zmq.Socket, int, int], None],
     counts: Any,
+    quiet: Callable[[], bool] = lambda: False,
 ) -> Callable[[int], None]:
     """The ``handler(revents)`` for ``sock``; see the module docstring."""
     recv = sock.recv
     probe = [(sock, _POLLIN)]
     # See "Lone messages" in the module docstring: after one message, a drain
-    # that expects no more leaves (lone & 3) or asks `probe` whether to go on.
+    # that expects no more leaves (lone & 3, while the loop is quiet) or asks
+    # `probe` whether to go on.
     expect_one = False
     lone = 0
 
@@ -93,7 +100,7 @@ def make_reader(
             for n in range(limit):
                 if n == 1 and expect_one:
                     lone += 1
-                    if lone & 3 or not zmq_poll(probe, 0):
+                    if lone & 3 and quiet() or not zmq_poll(probe, 0):
                         return
                     expect_one = False
                 try:
@@ -129,7 +136,7 @@ def make_reader(
             for n in range(limit):
                 if n == 1 and expect_one:
                     lone += 1
-                    if lone & 3 or not zmq_poll(probe, 0):
+                    if lone & 3 and quiet() or not zmq_poll(probe, 0):
                         return
                     expect_one = False
                 try:
@@ -163,7 +170,7 @@ def make_reader(
             for n in range(limit):
                 if n == 1 and expect_one:
                     lone += 1
-                    if lone & 3 or not zmq_poll(probe, 0):
+                    if lone & 3 and quiet() or not zmq_poll(probe, 0):
                         return
                     expect_one = False
                 try:

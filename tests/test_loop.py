@@ -454,6 +454,31 @@ def test_a_socket_with_one_message_per_wake_up_is_probed_after_one_drain_in_four
     assert len(probes) == 10, "the other lone drains leave the question to the loop's next poll"
 
 
+@pytest.mark.parametrize("scheduled", ["a timer due meanwhile", "a callback queued before the pass"])
+def test_a_message_waiting_after_its_callback_is_read_before_the_rest_of_the_pass(loop, push_pull, scheduled):
+    push, pull = push_pull
+    seen = []
+
+    def on_message(frame):
+        seen.append(frame)
+        if frame == b"first":
+            if scheduled == "a timer due meanwhile":
+                loop.call_later(0, seen.append, "scheduled")  # due in this very pass
+            push.send(b"second")  # waiting in the socket when the callback returns
+
+    loop.register(pull, on_message, multipart=False)
+    push.send(b"warm-up")
+    loop.run_once(1.0)  # a lone message: the reader expects one per wake-up from now on
+    for _ in range(4):  # each phase of the one-in-four probe
+        seen.clear()
+        if scheduled == "a callback queued before the pass":
+            loop.call_soon(seen.append, "scheduled")
+        push.send(b"first")
+        while "scheduled" not in seen:
+            loop.run_once(1.0)
+        assert seen[:2] == [b"first", b"second"], seen
+
+
 def test_multipart_messages_are_drained_whole_after_single_message_wake_ups(loop, push_pull):
     push, pull = push_pull
     got = []
