@@ -43,8 +43,11 @@ class CountingServer(ZmqProcess):
 
     ``["ping", [n], {}]`` counts one execution of ``n`` and answers
     ``["pong", [n], {}]``; ``["executions", [], {}]`` answers
-    ``["executions", [{"n": times, ...}], {}]`` (the keys are the ``n`` as
-    strings), so a test can assert that no request ran twice. The handler
+    ``["executions", [{"n": times, ...}], {"resent": r, "dropped": d}]``
+    (the keys are the ``n`` as strings; ``resent`` and ``dropped`` are the
+    cache's counts of copies answered from it and dropped while in
+    progress), so a test can assert that no request ran twice, and see
+    whether copies came at all. The handler
     keeps a :class:`~pollframe.replycache.ReplyCache` of ``ttl`` seconds:
     a retried ping (same request id, any connection) is answered from it.
 
@@ -95,4 +98,5 @@ class Counting(MessageHandler):
     @message
     def executions(self) -> Any:
         counts: Dict[str, int] = {str(n): times for n, times in self.counts.items()}
-        return ["executions", [counts], {}]
+        assert self.replies is not None
+        return ["executions", [counts], {"resent": self.replies.resent, "dropped": self.replies.dropped}]

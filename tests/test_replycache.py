@@ -204,3 +204,53 @@ def test_requests_retried_while_the_server_is_slow_on_their_first_attempt_each_r
     assert executions(make_socket, server.endpoint) == {str(n): 1 for n in range(20)}
     print(f"reliability: reply cache: 20 requests, {resent} attempts resent while the server held them, "
           f"{req.late} second replies counted late, each executed once")
+
+
+@pytest.mark.system
+@pytest.mark.multihost
+@pytest.mark.timeout(60)
+def test_across_hosts_on_a_link_slower_than_the_timeout_and_a_cut_connection_each_request_runs_once(hosts):
+    from multihost_peers import CountingServer
+
+    from pollframe.loop import PollLoop
+    from pollframe.requester import Requester
+
+    net = hosts(2)
+    client_host, server_host = net
+    server = server_host.start(CountingServer(server_host.address))
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    link = net.proxy(server_host, (server_host.address, port), delay=0.1)  # a round trip of 0.2 s
+    loop = PollLoop()
+    # Each attempt gives up before its reply can come back: every request is sent at least twice.
+    req = Requester(loop, client_host.context(), link.endpoint, timeout=0.15, retries=8, heartbeat=0.25)
+    got: dict[int, list[Any]] = {}
+
+    def send(numbers: range) -> None:
+        for n in numbers:
+            record = got.setdefault(n, []).append
+            req.request("ping", n, on_reply=record, on_error=record)
+
+    def settled(count: int) -> Any:
+        return lambda: sum(map(len, got.values())) == count
+
+    try:
+        send(range(100))
+        run_until(loop, settled(100), timeout=20, what="the first 100 outcomes")
+        send(range(100, 200))
+        link.cut()  # replies in flight are lost; the copies come on a new connection (a new routing id)
+        run_until(loop, settled(200), timeout=20, what="200 outcomes")
+        counted: list[Any] = []
+        req.send_request("executions", [], {}, counted.append, counted.append, timeout=5.0, retries=1)
+        run_until(loop, lambda: counted, timeout=10, what="the execution counts")
+    finally:
+        req.close()
+        loop.close()
+    assert got == {n: [("pong", [n], {})] for n in range(200)}
+    [(kind, [executions], cache)] = counted
+    assert kind == "executions"
+    assert executions == {str(n): 1 for n in range(200)}, "a request was executed twice"
+    assert cache["resent"] >= 1  # copies did reach the server after it had replied
+    print(f"\nreliability: reply cache across hosts, 0.1 s each way, attempts of 0.15 s, a cut: 200 replies, "
+          f"{req.resent} attempts resent, {cache['resent']} copies answered from the cache, "
+          f"{cache['dropped']} dropped in progress, 200 executions (replayed={req.replayed}, "
+          f"disconnects={req.disconnects}, late={req.late})")
