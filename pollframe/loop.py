@@ -381,7 +381,7 @@ class PollLoop:
         _check_callable(callback)
         if not 0 < interval < math.inf:
             raise ValueError(f"call_every needs a positive, finite interval, not {interval!r}")
-        return self.__timers.call_at(self.time() + interval, callback, args, interval)
+        return self.__timers.call_at(self.__now() + interval, callback, args, interval)
 
     def ticket(self, delay: float, callback: Callable[..., Any], *args: Any) -> Ticket:
         """Run ``callback(*args)`` once, ``delay`` seconds from now, unless ``reset()`` pushes it back.
@@ -392,7 +392,8 @@ class PollLoop:
         that fired is armed again by ``reset()``; ``cancel()`` ends it.
         """
         _check_callable(callback)
-        return self.__timers.ticket(self.time(), delay, callback, args, self.time)
+        now = self.__now
+        return self.__timers.ticket(now(), delay, callback, args, now)
 
     # --------------------------------------------------------- running
 

@@ -647,11 +647,20 @@ def test_a_subclass_clock_set_through_time_drives_the_timers(loop_class):
     try:
         fired = []
         loop.call_later(1.0, fired.append, "due")
+        every = loop.call_every(2.0, fired.append, "every")
+        ticket = loop.ticket(1.5, fired.append, "ticket")
         loop.run_once(0)
         assert fired == []
         loop.now = 101.0
+        ticket.reset()  # on the subclass's clock: due at 102.5 now
         loop.run_once(0)
         assert fired == ["due"]
+        loop.now = 102.0
+        loop.run_once(0)
+        assert fired == ["due", "every"] and every.when == 104.0
+        loop.now = 102.5
+        loop.run_once(0)
+        assert fired == ["due", "every", "ticket"]
     finally:
         loop.close()
 
