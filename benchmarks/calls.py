@@ -7,6 +7,9 @@ correlation id as the first envelope frame, each reply decoded and matched
 to its request. Competitors, each written the way its users write it:
 
 - ``Requester``: pollframe's, a callback per request that sends the next;
+- ``Requester+heartbeat``: the same with ``heartbeat=0.5`` (ZMTP PINGs, a
+  socket monitor on the loop, the handler that also sends a backlog): what
+  watching the connection costs;
 - ``asyncio-idiomatic``: zmq.asyncio, 64 worker coroutines each awaiting a
   future for its reply, one reader task resolving them by id;
 - ``asyncio-tuned``: zmq.asyncio, one receive loop keeping 64 in flight, no
@@ -47,7 +50,7 @@ import json
 import time
 from functools import partial
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import zmq
 
@@ -58,7 +61,8 @@ TIMEOUT_S = 300.0
 IN_FLIGHT = 64
 WARMUP = 500
 
-PIPELINED = ["Requester", "asyncio-idiomatic", "asyncio-tuned", "zmqstream", "REQ-lockstep"]
+PIPELINED = ["Requester", "Requester+heartbeat", "asyncio-idiomatic", "asyncio-tuned", "zmqstream",
+             "REQ-lockstep"]
 LOCKSTEP = ["raw-REQ", "Requester-lockstep"]
 HANDLERS = ["plain-handler", "async-handler"]
 CACHED = ["handler-ids", "cached-handler"]
@@ -148,13 +152,15 @@ def _timed(run: Callable[[int], None], n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def client_requester(endpoint: str, n: int, lockstep: bool = False) -> float:
+def client_requester(
+    endpoint: str, n: int, lockstep: bool = False, heartbeat: Optional[float] = None
+) -> float:
     from pollframe.loop import PollLoop
     from pollframe.requester import Requester
 
     ctx = new_context()
     loop = PollLoop()
-    req = Requester(loop, ctx, endpoint, timeout=30.0, retries=1, lockstep=lockstep)
+    req = Requester(loop, ctx, endpoint, timeout=30.0, retries=1, lockstep=lockstep, heartbeat=heartbeat)
     try:
         def run(count: int) -> None:
             state = {"sent": 0, "done": 0}
@@ -339,6 +345,7 @@ def client_dealer_ids(endpoint: str, n: int) -> float:
 
 CLIENTS: Dict[str, Callable[[str, int], float]] = {
     "Requester": client_requester,
+    "Requester+heartbeat": partial(client_requester, heartbeat=0.5),
     "asyncio-idiomatic": partial(client_asyncio, tuned=False),
     "asyncio-tuned": partial(client_asyncio, tuned=True),
     "zmqstream": client_zmqstream,

@@ -39,6 +39,8 @@ def _request_targets(results: Results) -> List[Tuple[str, Key, Key, float]]:
             (f"Requester pipelined x64 >= 2x ZMQStream ({where})", req, ("requests", pipe, "zmqstream"), 2.0),
             (f"Requester pipelined x64 >= 4x raw REQ lockstep ({where})",
              req, ("requests", pipe, "REQ-lockstep"), 4.0),
+            (f"Requester with heartbeat >= 0.95x without ({where})",
+             ("requests", pipe, "Requester+heartbeat"), req, 0.95),
             (f"Requester lockstep >= 0.85x raw blocking REQ ({where})",
              ("requests", lock, "Requester-lockstep"), ("requests", lock, "raw-REQ"), 0.85),
         ]

@@ -26,7 +26,7 @@ same socket, up to ``retries`` attempts in all, and a reply to any attempt
 completes the request. A DEALER reconnects by itself,
 so a server restarted on the same address answers the next attempt.
 
-Heartbeats (``heartbeat=H`` seconds, DEALER mode): TCP alone does not
+Heartbeats (``heartbeat=H`` seconds): TCP alone does not
 notice a connection whose peer vanished without a word (a cut cable, a
 partition, a frozen host); it retransmits into the silence for minutes,
 and everything the DEALER sends meanwhile is lost with it. With a
@@ -43,8 +43,12 @@ soon as the next one is up, without waiting for its deadline; so is an
 attempt the socket refused (no connection, or the high-water mark). This
 is not an attempt: ``attempts`` and the deadline stay, and the counter is
 ``replayed``. A request that timed out while there was no connection is
-never sent afterwards. The lockstep mode has no heartbeat: a REQ cannot
-send its request again on the new connection.
+never sent afterwards. In lockstep mode a REQ cannot send its request
+again on a new connection (it waits for the reply that was lost), so a
+lost connection closes it and the request on the wire goes at once on a
+fresh REQ (also ``replayed``), which holds it until it connects
+(``IMMEDIATE`` stays 0 there: the REQ is closed at every deadline, so
+nothing it holds outlives its request).
 
 The lockstep mode (``lockstep=True``) is the zguide's Lazy Pirate on REQ,
 for servers that need strict alternation: one request on the wire at a
@@ -169,9 +173,10 @@ class Requester:
     ``codec`` encodes requests and decodes replies (default
     :class:`~pollframe.codec.JsonCodec`); ``sockopts`` are set on every
     socket before it connects (after, and over, the heartbeat's).
-    ``heartbeat`` (seconds, DEALER mode only, not ``inproc://``) watches
-    the connection: a dead one is noticed within 3 heartbeats and
-    replaced, and the pending requests go out again at once on the new one.
+    ``heartbeat`` (seconds, not ``inproc://``) watches the connection: a
+    dead one is noticed within 3 heartbeats and replaced, and the pending
+    requests (lockstep: the one on the wire) go out again at once on the
+    new one.
 
     Counters: ``late`` (replies to requests that had timed out, were
     cancelled or are unknown: dropped), ``malformed`` (replies without the
@@ -216,10 +221,10 @@ class Requester:
         #: Seconds between ZMTP heartbeats on the connection (None: no heartbeats).
         self.heartbeat = heartbeat
         if heartbeat is not None:
-            if lockstep:
-                raise ValueError("heartbeat needs the DEALER mode: a lockstep REQ cannot send its request "
-                                 "again on a new connection (use RequestClient(heartbeat=...) or retries)")
-            self.sockopts = {**heartbeat_sockopts(heartbeat, self.endpoint), **self.sockopts}
+            watch = heartbeat_sockopts(heartbeat, self.endpoint)
+            if lockstep:  # a fresh REQ holds its one request until it connects; it has no backlog
+                watch[zmq.IMMEDIATE] = 0
+            self.sockopts = {**watch, **self.sockopts}
         self.late = 0
         self.malformed = 0
         self.resent = 0
@@ -440,6 +445,10 @@ class Requester:
     def _send_lockstep(self, p: Pending) -> None:
         self._current = p
         p.attempts += 1
+        self._put_on_req(p)
+        p.timer = self.loop.call_later(p.timeout, self._expired, p)
+
+    def _put_on_req(self, p: Pending) -> None:
         sock = self._socket
         if sock is None:
             sock = self._open(zmq.REQ, self._on_req_reply)
@@ -455,7 +464,6 @@ class Requester:
         else:
             if self._traced is not None:
                 self._traced.sent((p.frame,))
-        p.timer = self.loop.call_later(p.timeout, self._expired, p)
 
     def _on_req_reply(self, frames: list[bytes]) -> None:
         p = self._current
@@ -543,7 +551,7 @@ class Requester:
         watch = self._watch if self.heartbeat is not None else None
         sock = connect_socket(self.context, sock_type, self.endpoint, self.sockopts, watch)
         try:
-            if watch is None:
+            if watch is None or self.lockstep:
                 self.loop.register(sock, on_reply)
             else:
                 self._install(sock, on_reply)
@@ -587,6 +595,9 @@ class Requester:
         """A connection lost: every pending request goes out again on the next one, at once."""
         if event.event == _DISCONNECTED:
             self.disconnects += 1
+            if self.lockstep:
+                self._replay_lockstep()
+                return
             # What the dead connection held (in libzmq's pipe, in the kernel, on the wire) is
             # lost. The socket takes nothing until a new connection is up (IMMEDIATE), and then
             # POLLOUT sends them all, in the order they were made, with their ids.
@@ -595,6 +606,20 @@ class Requester:
                 self.loop.set_events(self._socket, _POLLIN_OUT)
         elif event.event == _CONNECTED:
             self.connections += 1
+
+    def _replay_lockstep(self) -> None:
+        """The request on the wire was lost with the REQ's connection: it goes again on a fresh REQ.
+
+        A REQ never sends again before its reply, and the reply will not
+        come; the fresh socket takes the request at once and sends it when
+        it connects. Same attempt, same deadline.
+        """
+        p = self._current
+        if p is None:
+            return  # an idle REQ reconnects by itself
+        self._drop_socket()
+        self.replayed += 1
+        self._put_on_req(p)
 
     def _defer(self, p: Pending) -> None:
         """An attempt the socket refused: it goes out on POLLOUT (no connection, or the high-water mark)."""

@@ -95,9 +95,7 @@ def test_a_heartbeat_out_of_range_is_refused_when_the_requester_is_made(clocked_
         Requester(clocked_loop, zmq_context, "tcp://127.0.0.1:5555", heartbeat=bad)
 
 
-def test_heartbeat_is_refused_for_lockstep_and_for_inproc_with_the_reason(clocked_loop, zmq_context):
-    with pytest.raises(ValueError, match="heartbeat needs the DEALER mode"):
-        Requester(clocked_loop, zmq_context, "tcp://127.0.0.1:5555", lockstep=True, heartbeat=H)
+def test_heartbeat_is_refused_for_inproc_with_the_reason(clocked_loop, zmq_context):
     with pytest.raises(ValueError, match="inproc and has none"):
         Requester(clocked_loop, zmq_context, "inproc://nowhere", heartbeat=H)
     with pytest.raises(ValueError, match="inproc and has none"):
@@ -125,6 +123,31 @@ def test_a_cut_connection_is_replaced_and_its_pending_requests_go_out_on_the_new
     assert got.outcomes == {n: [("pong", [n], {})] for n in range(3)}
     assert (req.disconnects, req.connections, req.resent, req.timeouts) == (1, 2, 0, 0)
     assert req.replayed >= 3
+
+
+def test_in_lockstep_the_request_a_cut_connection_held_goes_again_on_a_fresh_req_before_its_deadline(
+    clocked_loop, zmq_context, router, proxy
+):
+    got = Got()
+    req = Requester(clocked_loop, zmq_context, proxy.endpoint, timeout=60, retries=1, lockstep=True,
+                    heartbeat=H)
+    try:
+        req.request("ping", 1, **got.of(1))
+        assert req.socket is not None and req.socket.immediate == 0  # a fresh REQ holds its request
+        assert req.socket.heartbeat_ivl == 200
+        req.request("ping", 2, **got.of(2))  # waits its turn
+        [first] = receive(clocked_loop, router, 1)
+        proxy.cut()
+        [again] = receive(clocked_loop, router, 1)  # the fake clock is still: no deadline passed
+        assert again[0] != first[0] and again[1:] == first[1:]  # a fresh REQ: another peer, same request
+        answer(router, again, ["pong", [1], {}])
+        [second] = receive(clocked_loop, router, 1)  # then the next in line, on the same REQ
+        answer(router, second, ["pong", [2], {}])
+        run_until(clocked_loop, lambda: len(got.outcomes) == 2)
+    finally:
+        req.close()
+    assert got.outcomes == {1: [("pong", [1], {})], 2: [("pong", [2], {})]}
+    assert (req.disconnects, req.replayed, req.resent, req.sockets) == (1, 1, 0, 2)
 
 
 def test_a_request_made_before_the_server_is_up_goes_out_as_soon_as_it_connects(
