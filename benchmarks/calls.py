@@ -7,9 +7,9 @@ correlation id as the first envelope frame, each reply decoded and matched
 to its request. Competitors, each written the way its users write it:
 
 - ``Requester``: pollframe's, a callback per request that sends the next;
-- ``Requester+heartbeat``: the same with ``heartbeat=0.5`` (ZMTP PINGs, a
-  socket monitor on the loop, the handler that also sends a backlog): what
-  watching the connection costs;
+- ``Requester+heartbeat``: the same with ``heartbeat=0.5`` (ZMTP PINGs, and
+  a socket monitor's PAIR socket in every poll): what watching the
+  connection costs;
 - ``asyncio-idiomatic``: zmq.asyncio, 64 worker coroutines each awaiting a
   future for its reply, one reader task resolving them by id;
 - ``asyncio-tuned``: zmq.asyncio, one receive loop keeping 64 in flight, no

@@ -245,6 +245,8 @@ class Requester:
         self._monitor: Optional[Monitor] = None  # heartbeat: the DEALER's connections
         # heartbeat: requests to send when the socket takes them, by id, in the order made
         self._backlog: Dict[bytes, Pending] = {}
+        self._writing = False  # heartbeat: the socket's handler also sends the backlog on POLLOUT
+        self._on_reply: Callable[[list[bytes]], None] = self._on_dealer_reply
         if not lockstep:
             self._open(zmq.DEALER, self._on_dealer_reply)
         close_with(loop, self.close)  # a loop closed first closes its requesters: no request left behind
@@ -581,15 +583,25 @@ class Requester:
         self._monitor = Monitor(sock, self.loop, self._on_event, _CONNECTED | _DISCONNECTED)
 
     def _install(self, sock: zmq.Socket[Any], on_reply: Callable[[list[bytes]], None]) -> None:
-        """Read replies on POLLIN, and send the backlog on POLLOUT while there is one."""
+        """The plain reader while there is no backlog: replies cost what they cost without a heartbeat."""
+        self._on_reply = on_reply
+        self._writing = False
+        self.loop.register(sock, on_reply)
+
+    def _want_out(self, sock: zmq.Socket[Any]) -> None:
+        """A backlog: read replies on POLLIN, and send the backlog on POLLOUT until it is gone."""
+        if self._writing:
+            return
+
         def handle(revents: int) -> None:
             if revents & _POLLIN:
                 read(revents)
             if revents & _POLLOUT:
                 self._send_backlog()
 
-        read = self.loop.reader(sock, on_reply, owner=handle)
-        self.loop.watch(sock, handle, _POLLIN)
+        read = self.loop.reader(sock, self._on_reply, owner=handle)
+        self.loop.watch(sock, handle, _POLLIN_OUT)
+        self._writing = True
 
     def _on_event(self, event: SocketEvent) -> None:
         """A connection lost: every pending request goes out again on the next one, at once."""
@@ -603,7 +615,7 @@ class Requester:
             # POLLOUT sends them all, in the order they were made, with their ids.
             self._backlog = dict(self._pending)
             if self._backlog and self._socket is not None:
-                self.loop.set_events(self._socket, _POLLIN_OUT)
+                self._want_out(self._socket)
         elif event.event == _CONNECTED:
             self.connections += 1
 
@@ -623,8 +635,7 @@ class Requester:
 
     def _defer(self, p: Pending) -> None:
         """An attempt the socket refused: it goes out on POLLOUT (no connection, or the high-water mark)."""
-        if not self._backlog:
-            self.loop.set_events(self._socket, _POLLIN_OUT)
+        self._want_out(self._socket)  # type: ignore[arg-type]
         self._backlog[p.id] = p
 
     def _send_backlog(self) -> None:
@@ -648,7 +659,9 @@ class Requester:
                 if self._traced is not None:
                     self._traced.sent((rid, _EMPTY, frame))
             del backlog[rid]
-        self.loop.set_events(sock, _POLLIN)
+        if self._writing:  # back to the plain reader
+            self._writing = False
+            self.loop.register(sock, self._on_reply)
 
     def _stop_monitor(self) -> None:
         monitor, self._monitor = self._monitor, None
