@@ -575,7 +575,6 @@ class Requester:
                 self.loop.unregister(sock)
             sock.close(linger=0)
 
-
     # ------------------------------------------------------------ heartbeat
 
     def _watch(self, sock: zmq.Socket[Any]) -> None:
