@@ -40,6 +40,7 @@ that is waiting), exactly as without the skip.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import zmq
@@ -159,9 +160,11 @@ def make_reader(
             counts.last_drain = n
 
     names = tuple(properties)
-    routes = multipart and sock.type == zmq.ROUTER  # its first frame is the routing id libzmq adds
-    max_size = -1 if max_msg_size is None else max_msg_size
-    most_frames = -1 if max_frames is None else max_frames
+    # On a ROUTER the first frame is the routing id libzmq adds: not counted against the limit
+    # (own_head 0), but counted in the bytes in. No limit is the largest size, not a sentinel.
+    own_head = 0 if multipart and sock.type == zmq.ROUTER else 1
+    max_size = sys.maxsize if max_msg_size is None else max_msg_size
+    most_frames = sys.maxsize if max_frames is None else max_frames
 
     def read_checked(revents: int) -> None:
         nonlocal expect_one, lone
@@ -180,20 +183,19 @@ def make_reader(
                     return
                 props = message_properties(frame, names) if names else None
                 head = len(frame)
-                size = 0 if routes else head
+                size = head * own_head
                 count = 1
-                over = size > max_size >= 0
-                frames = None if over else [frame.bytes]
+                frames = [frame.bytes] if size <= max_size else None
                 while multipart and frame.more:
                     frame = recv(_NOBLOCK, copy=False)
                     count += 1
                     size += len(frame)
                     if frames is not None:
-                        if size > max_size >= 0 or count > most_frames >= 0:
-                            frames = None  # refused: the rest is read and discarded, never copied
-                        else:
+                        if size <= max_size and count <= most_frames:
                             frames.append(frame.bytes)
-                total += size + head if routes else size  # bytes in: the routing id counts
+                        else:
+                            frames = None  # refused: the rest is read and discarded, never copied
+                total += size + head - head * own_head  # bytes in: a routing id counts here
                 if frames is None:
                     refused(sock, count, size)
                 else:

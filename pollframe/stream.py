@@ -482,14 +482,10 @@ def _send_now(send: Callable[..., Any], frames: Sequence[Any]) -> int:
     all: ``EAGAIN`` can only come from the first frame.
     """
     last = len(frames) - 1
-    size = 0
     for i in range(last):
-        frame = frames[i]
-        send(frame, _MORE)
-        size += len(frame)
-    frame = frames[last]
-    send(frame, _NOBLOCK)
-    return size + len(frame)
+        send(frames[i], _MORE)
+    send(frames[last], _NOBLOCK)
+    return sum(map(len, frames))
 
 
 def _peer_id(frames: Sequence[Any]) -> bytes:

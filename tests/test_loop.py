@@ -713,6 +713,24 @@ def test_a_message_over_a_reader_limit_is_refused_counted_and_the_next_one_deliv
     assert "refused a message" in caplog.text
 
 
+@pytest.mark.parametrize("multipart", [True, False])
+def test_a_message_exactly_at_a_reader_limit_is_delivered_and_one_byte_or_frame_more_refused(
+        loop, push_pull, multipart):
+    push, pull = push_pull
+    got = []
+    if multipart:
+        loop.register(pull, got.append, max_msg_size=10, max_frames=3)
+        sent = [[b"x" * 4, b"y" * 3, b"z" * 3], [b"x" * 4, b"y" * 3, b"z" * 4], [b"", b"", b"", b""], [b"ok"]]
+    else:
+        loop.register(pull, got.append, multipart=False, max_msg_size=10)
+        sent = [[b"x" * 10], [b"x" * 11], [b"ok"]]
+    for message in sent:
+        push.send_multipart(message)
+    run_until(loop, lambda: len(got) == 2)
+    assert got == ([sent[0], [b"ok"]] if multipart else [b"x" * 10, b"ok"])
+    assert loop.refused == len(sent) - 2
+
+
 def test_refused_messages_are_logged_on_the_first_tenth_and_hundredth_only(loop, push_pull, caplog):
     push, pull = push_pull
     got = []
