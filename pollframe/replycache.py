@@ -28,7 +28,17 @@ Bounds. At most ``max_entries`` entries (the oldest is evicted first), each
 kept ``ttl`` seconds from the arrival of the request's first copy. Entries
 are kept in arrival order, which is also expiry order (two deques beside
 the dict of replies), so eviction and expiry each cost O(1). Memory is
-about ``max_entries`` times (the id frames plus the reply).
+about ``max_entries`` times (the id frames plus the reply): on a
+:class:`~pollframe.handler.MessageHandler` the id frames are bounded by its
+``max_envelope_bytes`` (8 KiB), so 10,000 entries of peers that fill their
+envelopes hold at most about 80 MiB plus the replies. One peer's flood of
+new requests evicts the oldest entries, other peers' too (counted in
+``evicted``): size ``max_entries`` for the busiest ``ttl`` expected.
+
+Who gets a stored reply: any peer that sends a request with the same id
+frames and body. A Requester's ids start with 8 random bytes, so only a
+peer that saw the request (on the wire, unencrypted) can name it; use
+CURVE across machines.
 
 Sans-io: no zmq, no clock of its own. The caller passes keys, frames and the
 time (monotonic seconds, e.g. ``loop.time()``).

@@ -987,3 +987,25 @@ def test_a_reply_cache_on_a_rep_stream_is_refused_because_rep_strips_the_request
     stream.socket = SimpleNamespace(type=zmq.REP)
     with pytest.raises(ValueError, match="ROUTER"):
         MessageHandler(reply_stream=stream, replies=ReplyCache())
+
+
+
+def test_the_error_replies_the_handler_sends_on_its_own_are_stored_for_the_retries_too(
+    clocked_loop, fake_clock
+):
+    from pollframe.replycache import ReplyCache
+
+    stream = router_stream()
+    handler = Counted(reply_stream=stream, loop=clocked_loop, replies=ReplyCache(), always_reply=True)
+    handler(request(b"c1", b"id-1", ["silent", [], {}]))  # an async handler that returns None
+    handler(request(b"c1", b"id-2", ["count", [], {}]))
+    handler.tokens.clear()  # its token dropped unused: answered with an error, from the loop
+    run_for(clocked_loop, fake_clock, 0.1)
+    run_until(clocked_loop, lambda: len(stream.sent) == 2)
+    handler(request(b"c2", b"id-1", ["silent", [], {}]))
+    handler(request(b"c2", b"id-2", ["count", [], {}]))
+    assert handler.tokens == [] and handler.errors == {"no_reply": 1, "reply_forgotten": 1}
+    first = {frames[1]: frames[1:] for frames in stream.sent[:2]}
+    assert {frames[1]: frames[1:] for frames in stream.sent[2:]} == first
+    assert first[b"id-1"][-1] == b'["error", ["handler sent no reply"], {}]'
+    assert first[b"id-2"][-1] == b'["error", ["handler dropped its reply token without replying"], {}]'
