@@ -19,8 +19,10 @@ repeat, or pass ``retries=1``.
 
 Across machines, ``heartbeat=H`` sets the options of
 :func:`heartbeat_sockopts`: libzmq notices a dead connection within 3H and
-a connect lost in a partition is tried again within about 0.7H, so after
-a heal the next attempt is served at once, not after TCP's backoff.
+a connect lost in a partition is tried again within about 0.7H, and a
+request whose connection is lost goes again at once on a fresh socket,
+so after a heal the request is served within about 0.7H, not after TCP's
+backoff or its deadline.
 
 The client is meant for programs and tests that may block: a command-line
 tool, a main job talking to its processes. Inside a :class:`PollLoop`
@@ -37,6 +39,7 @@ cost nothing.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -71,13 +74,16 @@ class RequestClient:
     dropped within 3 heartbeats, a connect lost in a partition is tried
     again within about 0.7 heartbeat instead of after the kernel's SYN
     backoff (1, 3, 7 ... s), and a request waits (within its deadline)
-    until there is a connection instead of being queued for one. An
-    attempt whose connection dies still waits for its deadline: a REQ
-    cannot send its request again on the new connection; the retry does,
-    on a fresh socket.
+    until there is a connection instead of being queued for one. A
+    socket monitor is polled beside the reply: when the connection is
+    lost during an attempt (a REQ would wait for the lost reply until the
+    deadline), the request goes again at once on a fresh socket, within
+    the same attempt and deadline.
 
     Counters: ``timeouts`` counts attempts that timed out, ``sockets``
-    the sockets opened so far.
+    the sockets opened so far; with a heartbeat also ``disconnects``
+    (connections lost during an attempt) and ``replayed`` (requests sent
+    again on a fresh socket because of one).
     """
 
     def __init__(
@@ -103,6 +109,9 @@ class RequestClient:
             self.sockopts = {**heartbeat_sockopts(heartbeat, self.endpoint), **self.sockopts}
         self.timeouts = 0
         self.sockets = 0
+        self.disconnects = 0
+        self.replayed = 0
+        self._monitor: zmq.Socket[Any] | None = None
         self._own_context = context is None
         self._context: zmq.Context[Any] = zmq.Context() if context is None else context
         self._socket: zmq.Socket[Any] | None = None
@@ -182,25 +191,66 @@ class RequestClient:
     # ------------------------------------------------------------ internals
 
     def _attempt(self, frames: Sequence[Any], deadline: float) -> list[bytes] | None:
-        """Send and wait for the reply until ``deadline``; None when it passed."""
-        sock = self._socket if self._socket is not None else self._open()
-        try:
-            sock.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.Again:  # no pipe yet (IMMEDIATE) or at the high-water mark
-            if not _wait(sock, zmq.POLLOUT, deadline):
-                return None
-            sock.send_multipart(frames, zmq.NOBLOCK)
-        if self._traced is not None:
-            self._traced.sent(frames)
-        if not _wait(sock, zmq.POLLIN, deadline):
+        """Send and wait for the reply until ``deadline``; None when it passed.
+
+        With a heartbeat, a connection lost meanwhile took the request with
+        it and the REQ waits for a reply that cannot come: the request goes
+        again on a fresh socket, within the same attempt and deadline.
+        """
+        while True:
+            sock = self._socket if self._socket is not None else self._open()
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:  # no pipe yet (IMMEDIATE) or at the high-water mark
+                if not _wait(sock, zmq.POLLOUT, deadline):
+                    return None
+                sock.send_multipart(frames, zmq.NOBLOCK)
+            if self._traced is not None:
+                self._traced.sent(frames)
+            answered = self._wait_reply(sock, deadline)
+            if answered is not _LOST:
+                break
+            self.replayed += 1
+            self._drop_socket()
+        if not answered:
             return None
         reply = sock.recv_multipart(zmq.NOBLOCK)
         if self._traced is not None:
             self._traced.received(reply)
         return reply
 
+    def _wait_reply(self, sock: zmq.Socket[Any], deadline: float) -> bool | object:
+        """True when the reply is there, False at the deadline, ``_LOST`` when the connection was lost."""
+        monitor = self._monitor
+        if monitor is None:
+            return _wait(sock, zmq.POLLIN, deadline)
+        while True:
+            remaining = deadline - time.monotonic()
+            ready = dict(zmq_poll([(sock, zmq.POLLIN), (monitor, zmq.POLLIN)], poll_ms(max(remaining, 0.0))))
+            if ready.get(sock):
+                return True
+            if ready.get(monitor):
+                lost = False
+                while monitor.poll(0):
+                    event = monitor.recv_multipart()
+                    lost |= struct.unpack("=hi", event[0][:6])[0] == zmq.EVENT_DISCONNECTED
+                if lost:
+                    self.disconnects += 1
+                    return _LOST
+            elif remaining <= 0:
+                return False
+
+    def _watch(self, sock: zmq.Socket[Any]) -> None:
+        """Before the connect: a monitor for the connection's loss, polled beside the reply."""
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
     def _open(self) -> zmq.Socket[Any]:
-        sock = connect_socket(self._context, zmq.REQ, self.endpoint, self.sockopts)
+        watch = self._watch if self.heartbeat is not None else None
+        try:
+            sock = connect_socket(self._context, zmq.REQ, self.endpoint, self.sockopts, watch)
+        except BaseException:
+            self._close_monitor()
+            raise
         recorder = trace.recorder()  # decided per socket: None (and free) unless tracing is on
         self._traced = None if recorder is None else recorder.channel(sock)
         self._socket = sock
@@ -210,8 +260,20 @@ class RequestClient:
     def _drop_socket(self) -> None:
         """Close the socket at once: a REQ that missed its reply cannot send again (EFSM)."""
         if self._socket is not None:
+            if self._monitor is not None:
+                self._socket.disable_monitor()
+            self._close_monitor()
             self._socket.close(linger=0)
             self._socket = None
+
+    def _close_monitor(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.close(linger=0)
+
+
+#: What ``_wait_reply`` returns when the connection was lost before the reply came.
+_LOST = object()
 
 
 def _wait(sock: zmq.Socket[Any], event: int, deadline: float) -> bool:

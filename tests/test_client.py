@@ -294,3 +294,27 @@ def test_a_heartbeat_watches_every_socket_the_client_opens_and_given_sockopts_st
 def test_a_heartbeat_out_of_range_or_on_inproc_is_refused_when_the_client_is_made(endpoint, bad, reason):
     with pytest.raises(ValueError, match=reason):
         RequestClient(endpoint, heartbeat=bad)
+
+
+def test_with_a_heartbeat_a_request_whose_connection_is_cut_goes_again_on_a_fresh_socket_in_the_same_attempt(
+    serve, clients
+):
+    from pollframe.testing.faultproxy import FaultProxy
+
+    proxies: list[FaultProxy] = []
+
+    def cut_the_first(router: zmq.Socket, n: int, frames: list) -> None:
+        if n == 0:
+            proxies[0].cut()  # the request is taken, its connection broken, no reply
+        else:
+            pong(router, n, frames)
+
+    server = serve(cut_the_first)
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port)) as proxy:
+        proxies.append(proxy)
+        # One attempt with a deadline the test would fail on: only the resend can answer it in time.
+        client = clients(proxy.endpoint, timeout=10.0, retries=1, heartbeat=0.2)
+        assert client.request("ping", 1) == ("pong", [1], {})  # not RequestTimeout after 10 s
+    assert (client.disconnects, client.replayed, client.timeouts, client.sockets) == (1, 1, 0, 2)
+    assert [body(r) for r in server.received] == [["ping", [1], {}]] * 2
