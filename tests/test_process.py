@@ -642,15 +642,16 @@ ROOT = Path(__file__).resolve().parents[1]
     "how, method",
     [("SIGTERM", "default"), ("stop", "default"), ("SIGKILL", "default"), ("SIGKILL", "fork-held")],
 )
-def test_a_process_tree_ends_within_2_s_when_its_top_is_stopped_or_killed(how, method, tmp_path):
-    # Three levels, the top with two children: the script kills the top and waits for the rest.
+def test_a_process_tree_ends_whole_when_its_top_is_stopped_or_killed(how, method, tmp_path):
+    # Three levels, the top with two children: the script ends the top and waits, on each process's
+    # exit (pidfds), until nothing is left below it; a tree that does not end is cut off after 10 s.
     script = subprocess.Popen(
         [sys.executable, str(TREE), how, method, "3", "2", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
     )
     try:
-        stdout, stderr = script.communicate(timeout=20)
+        stdout, stderr = script.communicate(timeout=25)
     finally:
         try:
             os.killpg(script.pid, signal.SIGKILL)  # the whole tree, if a failure left any of it
@@ -662,15 +663,16 @@ def test_a_process_tree_ends_within_2_s_when_its_top_is_stopped_or_killed(how, m
     tree = json.loads(run.stdout)
     print(f"reliability: tree of 5 ended by {how} ({method}) in {tree['elapsed'] * 1000:.0f} ms")
     assert tree["left"] == {}, f"left behind after {tree['elapsed']:.2f} s"
-    assert tree["elapsed"] < 2.0
     assert tree["names"] == ["top", "top.0", "top.0.0", "top.1", "top.1.0"]
     below_top = [name for name in tree["names"] if name != "top"]
     if how == "SIGKILL":
         assert tree["codes"].pop("top") == -signal.SIGKILL
+        if method == "fork-held":  # the top was their parent: the script adopted them and saw their codes
+            assert {"top.0", "top.1"} <= set(tree["codes"])
         assert tree["done"] == below_top  # every other one shut down cleanly
     else:
         assert tree["done"] == tree["names"]
-    assert all(code == 0 for code in tree["codes"].values())
+    assert all(code == 0 for code in tree["codes"].values()), tree["codes"]
 
 
 def test_the_default_start_method_is_forkserver_where_there_is_one(start_process, client):

@@ -15,9 +15,12 @@ those of orphans it reaped), the processes below this script still alive
 when the time ran out, and the seconds it took.
 
 The script makes itself a child subreaper (Linux ``PR_SET_CHILD_SUBREAPER``),
-so the orphans of a killed top are re-parented to it: it can wait for them
-(on ``SIGCHLD``, no polling) and read their exit codes, and anything left
-behind is found below it.
+so the orphans of a killed top are re-parented to it: it reads their exit
+codes, and anything left behind is found below it. It waits on events only:
+each process below it is watched through a pidfd, readable when that process
+exits, and the tree is looked at again after each exit, until nothing is
+left. A deadline (``hang_guard``, 10 s) only bounds a tree that does not end;
+how long the tree took is reported, not judged here.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import ctypes
 import json
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import time
@@ -56,12 +60,16 @@ class TreeProc(ZmqProcess):
         super().setup()
         self.stream(zmq.PULL, "127.0.0.1", bind=True)
         Path(self.pid_dir, f"{self.name}.pid").write_text(str(os.getpid()))
+        # Kept: a forked holder then holds every kid's pipe, not only the newest one's (a kid object
+        # nobody references is collected in the fork, which closes its pipe's copy).
+        self.kids: list[TreeProc] = []
         if self.depth > 1:
             for i in range(self.fanout):
                 name, method = f"{self.name}.{i}", self._start_method
                 kid = TreeProc(name, self.depth - 1, 1, self.pid_dir, mp_context=method)
                 kid.start()
                 kid.wait_ready(20)
+                self.kids.append(kid)
         if self.hold:  # a plain forked sibling: holds a copy of our end of each kid's control pipe
             fork = multiprocessing.get_context("fork")
             holder = fork.Process(target=signal.pause, daemon=True)  # until the script kills it
@@ -110,8 +118,76 @@ def _descendants(root: int) -> dict[int, int]:
     return {pid: ppid for pid, ppid in below.items() if pid not in zombies}
 
 
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path("/proc", str(pid), "stat").read_text().rpartition(")")[2].split()[1])
+    except OSError:
+        return 0  # gone already
+
+
+def _wait_until_gone(
+    root: int, ours: set[int], pidfds: dict[int, int], deadline: float
+) -> tuple[dict[int, int], float]:
+    """Wait until no process but ``ours`` lives below ``root``; (what is left at ``deadline``, last exit).
+
+    ``pidfds`` holds a pidfd (readable once that process has exited) for
+    each process known to be in the tree, opened while they all lived: each
+    of them is waited for whatever a walk of /proc sees. A process found
+    below ``root`` that nobody knew of gets one too, and the tree is walked
+    again after each exit. No polling: the only wait is ``poll()`` on the
+    pidfds, until an exit or the deadline. Closes the pidfds.
+    """
+    exited: set[int] = set()
+    poller = select.poll()
+    for fd in pidfds.values():
+        poller.register(fd, select.POLLIN)
+    last_exit = time.monotonic()
+    try:
+        while True:
+            found = _descendants(root).keys() | pidfds.keys()
+            left = {pid: _ppid(pid) for pid in found if pid not in ours | exited}
+            for pid in left.keys() - pidfds.keys():
+                try:
+                    pidfds[pid] = os.pidfd_open(pid)
+                except ProcessLookupError:  # gone since the walk
+                    exited.add(pid)
+                    continue
+                poller.register(pidfds[pid], select.POLLIN)
+            left = {pid: ppid for pid, ppid in left.items() if pid not in exited}
+            remaining = deadline - time.monotonic()
+            if not left or remaining <= 0:
+                return left, last_exit
+            for fd, _ in poller.poll(remaining * 1000):
+                poller.unregister(fd)
+                exited.update(pid for pid, known in pidfds.items() if known == fd)
+                last_exit = time.monotonic()
+    finally:
+        for fd in pidfds.values():
+            os.close(fd)
+
+
+def _reap() -> dict[int, int]:
+    """Reap every child of ours that has exited (the top, adopted orphans); pid -> exit code."""
+    codes: dict[int, int] = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return codes
+        if pid == 0:
+            return codes
+        codes[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def main(
-    mode: str, method: str, depth: int, fanout: int, pid_dir: str, budget: float = 2.0
+    mode: str, method: str, depth: int, fanout: int, pid_dir: str, hang_guard: float = 10.0
 ) -> dict[str, Any]:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -121,9 +197,6 @@ def main(
     chosen = None if method == "default" else method
     top = TreeProc("top", depth, fanout, pid_dir, hold=hold, mp_context=chosen)
     top.start()
-    # Only now (a blocked SIGCHLD is inherited, and a forkserver must see its children end):
-    # our SIGCHLD is what wakes the wait below.
-    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
     top.wait_ready(30)
     # Our own forkserver (if any) is the top's parent; it and its resource tracker stay while we
     # live and are not the tree's.
@@ -138,7 +211,8 @@ def main(
     if holder.exists():
         ours.add(int(holder.read_text()))
     pids = {path.stem: int(path.read_text()) for path in Path(pid_dir).glob("*.pid")}
-    codes: dict[str, int | None] = {}
+    names = {pid: name for name, pid in pids.items()}
+    pidfds = {pid: os.pidfd_open(pid) for pid in names}  # all alive: nothing is ended yet
     started = time.monotonic()
     if mode == "SIGTERM":
         os.kill(top.pid, signal.SIGTERM)
@@ -146,30 +220,14 @@ def main(
         os.kill(top.pid, signal.SIGKILL)
     else:
         top.stop()
-    deadline = started + budget
-    left: dict[int, int] = {}
-    while True:
-        while True:  # reap the orphans re-parented to us
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            for name, known in pids.items():
-                if known == pid:
-                    codes[name] = os.waitstatus_to_exitcode(status)
-        top.is_alive()  # reaps the top when it is our own child
-        left = {pid: ppid for pid, ppid in _descendants(os.getpid()).items() if pid not in ours}
-        if not left or time.monotonic() >= deadline:
-            break
-        signal.sigtimedwait([signal.SIGCHLD], max(0.0, min(0.05, deadline - time.monotonic())))
-    elapsed = time.monotonic() - started
+    left, last_exit = _wait_until_gone(os.getpid(), ours, pidfds, started + hang_guard)
+    elapsed = last_exit - started
     shown = {pid: _cmdline(pid) for pid in left}
+    codes: dict[str, int | None] = {names[pid]: code for pid, code in _reap().items() if pid in names}
     if holder.exists():
-        os.kill(int(holder.read_text()), signal.SIGKILL)
+        _kill(int(holder.read_text()))
     for pid in left:  # a failed run must not leave them behind either
-        os.kill(pid, signal.SIGKILL)
+        _kill(pid)
     if top.is_alive():
         top.kill()
     top.join(5)
