@@ -16,7 +16,7 @@ import pytest
 from helper_procs import BadAddressProc, EchoProc, HangsInSetup, StopsItself, SupervisorProc
 
 from pollframe.client import RequestClient, RequestTimeout
-from pollframe.supervise import RestartPolicy, RestartTracker, Supervisor, watch_exit
+from pollframe.supervise import RestartPolicy, RestartTracker, Supervisor, watch_exit, watch_ready
 from pollframe.testing import run_for, run_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -101,6 +101,23 @@ def test_watch_exit_calls_back_once_with_the_joined_process_and_unregisters_its_
     assert calls == [child] and child.exitcode == 7
     assert not loop.is_registered(child.sentinel)
     assert "unregistered it" not in caplog.text  # the loop's guard against a spinning fd never had to act
+
+
+def test_watch_ready_lets_go_of_the_pipe_when_the_process_is_joined_before_its_child_said_a_word(loop):
+    process = HangsInSetup()
+    process.start()
+    try:
+        fd = process.ready_fileno()
+        watch = watch_ready(loop, process, lambda p: pytest.fail("a child that never was ready"))
+        assert fd is not None and loop.is_registered(fd) and watch.reports
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(WAIT)  # closes the parent's end of the pipe
+        assert process.exitcode == -signal.SIGKILL and not loop.is_registered(fd)
+        for _ in range(5):
+            loop.run_once(0)
+        assert loop.errors == 0 and not watch.done
+    finally:
+        process.shutdown()
 
 
 # ------------------------------------------------------------ the supervisor with real children
