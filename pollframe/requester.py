@@ -246,6 +246,7 @@ class Requester:
         # heartbeat: requests to send when the socket takes them, by id, in the order made
         self._backlog: Dict[bytes, Pending] = {}
         self._writing = False  # heartbeat: the socket's handler also sends the backlog on POLLOUT
+        self._lost = False  # heartbeat: a connection was lost since the last one was made
         self._on_reply: Callable[[list[bytes]], None] = self._on_dealer_reply
         if not lockstep:
             self._open(zmq.DEALER, self._on_dealer_reply)
@@ -608,15 +609,27 @@ class Requester:
             self.disconnects += 1
             if self.lockstep:
                 self._replay_lockstep()
-                return
-            # What the dead connection held (in libzmq's pipe, in the kernel, on the wire) is
-            # lost. The socket takes nothing until a new connection is up (IMMEDIATE), and then
-            # POLLOUT sends them all, in the order they were made, with their ids.
-            self._backlog = dict(self._pending)
-            if self._backlog and self._socket is not None:
-                self._want_out(self._socket)
-        elif event.event == _CONNECTED:
-            self.connections += 1
+            else:
+                self._lost = True
+            return
+        if event.event != _CONNECTED:
+            return
+        self.connections += 1
+        sock = self._socket
+        if not self._lost or sock is None or self.lockstep:
+            return
+        self._lost = False
+        # What the dead connection held (in libzmq's pipe, in the kernel, on the wire) is lost,
+        # and so is whatever was sent after it died until the socket dropped its pipe: libzmq
+        # reports the loss before it tells the socket. Only now, with the new connection up, is
+        # it safe to send again. libzmq queued the old pipe's end and the new pipe for the socket
+        # before this event, so reading ZMQ_EVENTS (which runs the socket's commands) makes the
+        # next sends go to the new connection. Every pending request, in order, same ids.
+        sock.get(zmq.EVENTS)
+        self._backlog = dict(self._pending)
+        if self._backlog:
+            self._want_out(sock)
+            self._send_backlog()
 
     def _replay_lockstep(self) -> None:
         """The request on the wire was lost with the REQ's connection: it goes again on a fresh REQ.
