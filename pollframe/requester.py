@@ -211,6 +211,9 @@ class Requester:
                 raise ValueError(f"max_in_flight must be an integer of at least 1, not {max_in_flight!r}")
             self.max_in_flight = max_in_flight
         self.loop = loop
+        # An edge-triggered loop must hear of every send made outside this socket's own reader:
+        # a send can take the readable edge of a reply that came meanwhile.
+        self._touched = loop.touched if loop.edge_triggered else None
         self.context = ctx
         self.endpoint = parse_address(endpoint, bind=False).url
         self.timeout = timeout
@@ -427,6 +430,8 @@ class Requester:
             _SEND(sock, p.frame, _NOBLOCK)
             if self._traced is not None:
                 self._traced.sent((p.id, _EMPTY, p.frame))
+        if self._touched is not None:
+            self._touched(sock)
         p.timer = self.loop.call_later(p.timeout, self._expired, p)
 
     def _on_dealer_reply(self, frames: list[bytes]) -> None:
@@ -467,6 +472,8 @@ class Requester:
         else:
             if self._traced is not None:
                 self._traced.sent((p.frame,))
+        if self._touched is not None:
+            self._touched(sock)
 
     def _on_req_reply(self, frames: list[bytes]) -> None:
         p = self._current
@@ -663,6 +670,8 @@ class Requester:
                 try:
                     _SEND(sock, rid, _MORE)
                 except zmq.Again:
+                    if self._touched is not None:
+                        self._touched(sock)
                     return  # POLLOUT is still asked for
                 frame = backlog[rid].frame
                 _SEND(sock, _EMPTY, _MORE)
@@ -671,6 +680,8 @@ class Requester:
                 if self._traced is not None:
                     self._traced.sent((rid, _EMPTY, frame))
             del backlog[rid]
+        if self._touched is not None:
+            self._touched(sock)
         if self._writing:  # back to the plain reader
             self._writing = False
             self.loop.register(sock, self._on_reply)

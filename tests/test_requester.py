@@ -471,6 +471,40 @@ def test_a_thousand_pipelined_requests_with_64_in_flight_each_reach_their_own_ca
 
 
 @pytest.mark.timeout(30)
+def test_requests_made_outside_the_requesters_own_callback_get_every_reply_on_either_loop(
+    pong_procs, zmq_context, loop_class
+):
+    # On an edge-triggered loop a send can take the socket's readable edge: a reply that came
+    # meanwhile must still be read, not left until the request's deadline.
+    _, endpoint = pong_procs("127.0.0.1")
+    loop = loop_class()
+    req = Requester(loop, zmq_context, endpoint, timeout=10.0, retries=1, max_in_flight=64)
+    replies: list[int] = []
+    errors: list[BaseException] = []
+    sent = 0
+
+    def send_one() -> None:  # from a callback of the loop's queue, never the requester's reader
+        nonlocal sent
+        if sent == 2000:
+            return
+        n, sent = sent, sent + 1
+        req.request("ping", n, on_reply=lambda reply: replied(n), on_error=errors.append)
+
+    def replied(n: int) -> None:
+        replies.append(n)
+        loop.call_soon(send_one)
+
+    try:
+        for _ in range(8):
+            loop.call_soon(send_one)
+        run_until(loop, lambda: len(replies) + len(errors) == 2000, timeout=8, what="2,000 replies")
+    finally:
+        req.close()
+        loop.close()
+    assert errors == [] and sorted(replies) == list(range(2000))
+
+
+@pytest.mark.timeout(30)
 def test_the_readme_requester_and_coroutine_examples_print_their_replies_and_exit_zero():
     import re
     import subprocess
