@@ -563,3 +563,20 @@ def test_a_process_a_test_dropped_without_shutdown_is_killed_at_the_end_of_the_s
     pid = int((basetemp / "dropped.pid").read_text())
     result.stdout.fnmatch_lines([f"*killed left-over process(es): PingPongPeer (pid {pid})"])
     assert gone(pid)
+
+
+def test_a_free_tcp_endpoint_is_bindable_and_below_the_ports_the_kernel_gives_connectors():
+    from pollframe.testing.sockets import _ephemeral_low, free_tcp_endpoint
+
+    endpoint = free_tcp_endpoint()
+    port = int(endpoint.rsplit(":", 1)[1])
+    # A connector's own port comes from the ephemeral range: it can never be this one, so a client
+    # that connects before the server binds cannot connect to itself and take the port.
+    assert 1024 <= port < _ephemeral_low()
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.ROUTER)
+        sock.bind(endpoint)
+        sock.close(linger=0)
+    finally:
+        ctx.term()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random as _random
 import socket as _stdlib_socket
 import threading
 from typing import Any, List, Optional, Sequence
@@ -210,14 +211,34 @@ class TimedSocket:
 def free_tcp_endpoint(host: str = "127.0.0.1") -> str:
     """A ``tcp://host:port`` endpoint whose port was free a moment ago.
 
-    The OS picks the port. Another program may take it before the test
-    binds it, so where the test (or the process under test) binds itself,
+    The port is below the kernel's ephemeral range (the ports it gives
+    connecting sockets), so a client that connects to it before the server
+    binds can never connect to itself: a TCP connect from an ephemeral
+    port to a free port on the same host may pick that very port and
+    "succeed" (simultaneous open), and then hold it, so the server's bind
+    fails. Another program may still take the port before the test binds
+    it, so where the test (or the process under test) binds itself,
     binding ``tcp://127.0.0.1:*`` and reading the port back is safer.
     """
-    with _stdlib_socket.socket(_stdlib_socket.AF_INET, _stdlib_socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port = probe.getsockname()[1]
-    return f"tcp://{host}:{port}"
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = _random.randrange(max(1024, low - 12000), low)
+        with _stdlib_socket.socket(_stdlib_socket.AF_INET, _stdlib_socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return f"tcp://{host}:{port}"
+    raise RuntimeError(f"no free port below {low} on {host} in 100 tries")
+
+
+def _ephemeral_low(default: int = 32768) -> int:
+    """The first port of the kernel's ephemeral range (Linux's setting, else its default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return max(int(f.read().split()[0]), 2048)
+    except (OSError, ValueError, IndexError):
+        return default
 
 
 def ipc_endpoint(directory: str | os.PathLike[str], name: str = "sock") -> str:
