@@ -64,7 +64,7 @@ def chain_appears(trace: Path, block: str, timeout: float = 10.0,
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
-        time.sleep(0.05)  # the scripts write their trace before each poll: read it again
+        time.sleep(0.05)  # sleep-ok: polling the trace files with a deadline (no event to wait on)
 
 
 @pytest.fixture
