@@ -212,16 +212,10 @@ def _recv(sock: zmq.Socket) -> Optional[List[bytes]]:
     Frame by frame with ``copy=False`` and ``.more``: ``sock.rcvmore`` goes
     through pyzmq's option enum, which costs more than the read itself.
     """
-    recv = sock.recv
     try:
-        frame = recv(_NOBLOCK, copy=False)
+        return _read_one(sock)
     except zmq.Again:
         return None
-    frames = [frame.bytes]
-    while frame.more:
-        frame = recv(_NOBLOCK, copy=False)
-        frames.append(frame.bytes)
-    return frames
 
 
 def _broker(link: Connection, competitor: str) -> None:
